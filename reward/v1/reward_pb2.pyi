@@ -1,0 +1,149 @@
+from google.protobuf import struct_pb2 as _struct_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class ParamType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    PARAM_TYPE_UNSPECIFIED: _ClassVar[ParamType]
+    PARAM_TYPE_STRING: _ClassVar[ParamType]
+    PARAM_TYPE_NUMBER: _ClassVar[ParamType]
+    PARAM_TYPE_BOOL: _ClassVar[ParamType]
+PARAM_TYPE_UNSPECIFIED: ParamType
+PARAM_TYPE_STRING: ParamType
+PARAM_TYPE_NUMBER: ParamType
+PARAM_TYPE_BOOL: ParamType
+
+class ChatMessage(_message.Message):
+    __slots__ = ("role", "content")
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    CONTENT_FIELD_NUMBER: _ClassVar[int]
+    role: str
+    content: str
+    def __init__(self, role: _Optional[str] = ..., content: _Optional[str] = ...) -> None: ...
+
+class Sample(_message.Message):
+    __slots__ = ("prompt", "completion", "fields")
+    class FieldsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    PROMPT_FIELD_NUMBER: _ClassVar[int]
+    COMPLETION_FIELD_NUMBER: _ClassVar[int]
+    FIELDS_FIELD_NUMBER: _ClassVar[int]
+    prompt: _containers.RepeatedCompositeFieldContainer[ChatMessage]
+    completion: str
+    fields: _containers.ScalarMap[str, str]
+    def __init__(self, prompt: _Optional[_Iterable[_Union[ChatMessage, _Mapping]]] = ..., completion: _Optional[str] = ..., fields: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class RewardSpec(_message.Message):
+    __slots__ = ("name", "weight", "params")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    WEIGHT_FIELD_NUMBER: _ClassVar[int]
+    PARAMS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    weight: float
+    params: _struct_pb2.Struct
+    def __init__(self, name: _Optional[str] = ..., weight: _Optional[float] = ..., params: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
+
+class ScoreRequest(_message.Message):
+    __slots__ = ("samples", "rewards", "request_id")
+    SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    REWARDS_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    samples: _containers.RepeatedCompositeFieldContainer[Sample]
+    rewards: _containers.RepeatedCompositeFieldContainer[RewardSpec]
+    request_id: str
+    def __init__(self, samples: _Optional[_Iterable[_Union[Sample, _Mapping]]] = ..., rewards: _Optional[_Iterable[_Union[RewardSpec, _Mapping]]] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class ScoreNote(_message.Message):
+    __slots__ = ("sample_index", "reason")
+    SAMPLE_INDEX_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    sample_index: int
+    reason: str
+    def __init__(self, sample_index: _Optional[int] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class RewardScores(_message.Message):
+    __slots__ = ("name", "scores", "weight", "notes", "elapsed_ms")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SCORES_FIELD_NUMBER: _ClassVar[int]
+    WEIGHT_FIELD_NUMBER: _ClassVar[int]
+    NOTES_FIELD_NUMBER: _ClassVar[int]
+    ELAPSED_MS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    scores: _containers.RepeatedScalarFieldContainer[float]
+    weight: float
+    notes: _containers.RepeatedCompositeFieldContainer[ScoreNote]
+    elapsed_ms: float
+    def __init__(self, name: _Optional[str] = ..., scores: _Optional[_Iterable[float]] = ..., weight: _Optional[float] = ..., notes: _Optional[_Iterable[_Union[ScoreNote, _Mapping]]] = ..., elapsed_ms: _Optional[float] = ...) -> None: ...
+
+class ScoreResponse(_message.Message):
+    __slots__ = ("results", "total", "request_id", "server_version", "elapsed_ms")
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    SERVER_VERSION_FIELD_NUMBER: _ClassVar[int]
+    ELAPSED_MS_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[RewardScores]
+    total: _containers.RepeatedScalarFieldContainer[float]
+    request_id: str
+    server_version: str
+    elapsed_ms: float
+    def __init__(self, results: _Optional[_Iterable[_Union[RewardScores, _Mapping]]] = ..., total: _Optional[_Iterable[float]] = ..., request_id: _Optional[str] = ..., server_version: _Optional[str] = ..., elapsed_ms: _Optional[float] = ...) -> None: ...
+
+class ListRewardsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListRewardsResponse(_message.Message):
+    __slots__ = ("rewards", "server_version")
+    REWARDS_FIELD_NUMBER: _ClassVar[int]
+    SERVER_VERSION_FIELD_NUMBER: _ClassVar[int]
+    rewards: _containers.RepeatedCompositeFieldContainer[RewardInfo]
+    server_version: str
+    def __init__(self, rewards: _Optional[_Iterable[_Union[RewardInfo, _Mapping]]] = ..., server_version: _Optional[str] = ...) -> None: ...
+
+class ParamInfo(_message.Message):
+    __slots__ = ("name", "type", "default_value", "description")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    DEFAULT_VALUE_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    type: ParamType
+    default_value: _struct_pb2.Value
+    description: str
+    def __init__(self, name: _Optional[str] = ..., type: _Optional[_Union[ParamType, str]] = ..., default_value: _Optional[_Union[_struct_pb2.Value, _Mapping]] = ..., description: _Optional[str] = ...) -> None: ...
+
+class RewardInfo(_message.Message):
+    __slots__ = ("name", "aliases", "description", "fields", "params", "requires_model", "model_id", "device", "available", "unavailable_reason")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ALIASES_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    FIELDS_FIELD_NUMBER: _ClassVar[int]
+    PARAMS_FIELD_NUMBER: _ClassVar[int]
+    REQUIRES_MODEL_FIELD_NUMBER: _ClassVar[int]
+    MODEL_ID_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_FIELD_NUMBER: _ClassVar[int]
+    AVAILABLE_FIELD_NUMBER: _ClassVar[int]
+    UNAVAILABLE_REASON_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    aliases: _containers.RepeatedScalarFieldContainer[str]
+    description: str
+    fields: _containers.RepeatedScalarFieldContainer[str]
+    params: _containers.RepeatedCompositeFieldContainer[ParamInfo]
+    requires_model: bool
+    model_id: str
+    device: str
+    available: bool
+    unavailable_reason: str
+    def __init__(self, name: _Optional[str] = ..., aliases: _Optional[_Iterable[str]] = ..., description: _Optional[str] = ..., fields: _Optional[_Iterable[str]] = ..., params: _Optional[_Iterable[_Union[ParamInfo, _Mapping]]] = ..., requires_model: _Optional[bool] = ..., model_id: _Optional[str] = ..., device: _Optional[str] = ..., available: _Optional[bool] = ..., unavailable_reason: _Optional[str] = ...) -> None: ...

@@ -1,0 +1,28 @@
+"""Domain errors of the reward service.
+
+Reward and scoring code raises these; the transport layer (``servicer``) maps them to gRPC
+status codes in one place, :data:`STATUS_OF`. Messages name the problem precisely (which
+sample, which field, which param) because they travel to the caller verbatim.
+"""
+
+from __future__ import annotations
+
+
+class RewardServiceError(Exception):
+    """Base class: a request the service refuses, with a message for the caller."""
+
+
+class InvalidArgument(RewardServiceError):
+    """The request itself is wrong (unknown reward, bad param, missing field, ...)."""
+
+
+class FailedPrecondition(RewardServiceError):
+    """The request is valid but the server is not set up for it (a reward not enabled)."""
+
+
+class ResourceExhausted(RewardServiceError):
+    """The request is over a configured limit, or the server is too busy to take it."""
+
+
+class Unavailable(RewardServiceError):
+    """The server is shutting down or a backend is temporarily gone; retrying may work."""

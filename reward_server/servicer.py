@@ -1,0 +1,163 @@
+"""gRPC transport for ``reward.v1.RewardService``: protobuf in, scoring engine, protobuf out.
+
+All mapping of domain errors to status codes happens here, in :data:`STATUS_OF`.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from concurrent.futures.process import BrokenProcessPool
+from typing import TypeVar
+
+import grpc
+from google.protobuf import struct_pb2
+
+from reward.v1 import reward_pb2, reward_pb2_grpc
+from reward_server import __version__
+from reward_server.errors import (
+    FailedPrecondition,
+    InvalidArgument,
+    ResourceExhausted,
+    RewardServiceError,
+    Unavailable,
+)
+from reward_server.registry import Param, Registry, Reward
+from reward_server.scoring import RewardCall, Scorer
+
+log = logging.getLogger(__name__)
+
+#: The one place where domain errors become gRPC status codes.
+STATUS_OF: dict[type[RewardServiceError], grpc.StatusCode] = {
+    InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
+    FailedPrecondition: grpc.StatusCode.FAILED_PRECONDITION,
+    ResourceExhausted: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    Unavailable: grpc.StatusCode.UNAVAILABLE,
+}
+
+_PARAM_TYPE = {
+    str: reward_pb2.PARAM_TYPE_STRING,
+    float: reward_pb2.PARAM_TYPE_NUMBER,
+    bool: reward_pb2.PARAM_TYPE_BOOL,
+}
+
+Req = TypeVar("Req")
+Resp = TypeVar("Resp")
+
+
+def _status_for(exc: RewardServiceError) -> grpc.StatusCode:
+    for cls in type(exc).__mro__:
+        if cls in STATUS_OF:
+            return STATUS_OF[cls]
+    return grpc.StatusCode.INVALID_ARGUMENT
+
+
+def handles_errors(
+    method: Callable[..., Awaitable[Resp]],
+) -> Callable[..., Awaitable[Resp]]:
+    """Turn domain errors into their status code with the message for the caller."""
+
+    @functools.wraps(method)
+    async def wrapper(self, request, context: grpc.aio.ServicerContext) -> Resp:
+        try:
+            return await method(self, request, context)
+        except RewardServiceError as exc:
+            await context.abort(_status_for(exc), str(exc))
+        except BrokenProcessPool:
+            log.error("a scoring worker died; restarting the pool")
+            self.on_broken_pool()
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "a scoring worker died; retry the request")
+
+    return wrapper
+
+
+class RewardServicer(reward_pb2_grpc.RewardServiceServicer):
+    """Implements Score and ListRewards on top of a :class:`Scorer`."""
+
+    def __init__(self, scorer: Scorer, registry: Registry, on_broken_pool: Callable[[], None] = lambda: None):
+        self.scorer = scorer
+        self.registry = registry
+        self.on_broken_pool = on_broken_pool
+
+    @handles_errors
+    async def Score(
+        self, request: reward_pb2.ScoreRequest, context: grpc.aio.ServicerContext
+    ) -> reward_pb2.ScoreResponse:
+        start = time.perf_counter()
+        request_id = request.request_id or uuid.uuid4().hex[:16]
+        calls = [
+            RewardCall(spec.name, spec.weight if spec.HasField("weight") else None, _params(spec.params))
+            for spec in request.rewards
+        ]
+        completions = [s.completion for s in request.samples]
+        fields = [s.fields for s in request.samples]  # protobuf maps are read-only Mappings
+        outcomes, total = await self.scorer.score(completions, fields, calls)
+        elapsed_ms = (time.perf_counter() - start) * 1000
+        log.info(
+            "Score request_id=%s samples=%d rewards=%s %.1f ms",
+            request_id,
+            len(completions),
+            ",".join(o.name for o in outcomes),
+            elapsed_ms,
+        )
+        return reward_pb2.ScoreResponse(
+            results=[
+                reward_pb2.RewardScores(
+                    name=o.name,
+                    scores=o.scores,
+                    weight=o.weight,
+                    notes=[reward_pb2.ScoreNote(sample_index=i, reason=r) for i, r in sorted(o.notes.items())],
+                    elapsed_ms=o.elapsed_ms,
+                )
+                for o in outcomes
+            ],
+            total=total,
+            request_id=request_id,
+            server_version=__version__,
+            elapsed_ms=elapsed_ms,
+        )
+
+    @handles_errors
+    async def ListRewards(
+        self, request: reward_pb2.ListRewardsRequest, context: grpc.aio.ServicerContext
+    ) -> reward_pb2.ListRewardsResponse:
+        return reward_pb2.ListRewardsResponse(
+            rewards=[self._info(r) for r in self.registry], server_version=__version__
+        )
+
+    def _info(self, reward: Reward) -> reward_pb2.RewardInfo:
+        reason = self.registry.unavailable_reason(reward.name)
+        return reward_pb2.RewardInfo(
+            name=reward.name,
+            aliases=reward.aliases,
+            description=reward.description,
+            fields=reward.fields_read(reward.defaults()),
+            params=[_param_info(p) for p in reward.params],
+            requires_model=reward.requires_model,
+            model_id=reward.model_id,
+            device=reward.device,
+            available=not reason,
+            unavailable_reason=reason,
+        )
+
+
+def _params(struct: struct_pb2.Struct) -> dict:
+    # Struct numbers arrive as floats (NaN/inf kept, so they can be refused by name);
+    # nested lists/objects stay protobuf values and fail the param type check.
+    return dict(struct.items())
+
+
+def _param_info(param: Param) -> reward_pb2.ParamInfo:
+    default = struct_pb2.Value()
+    if param.type is bool:
+        default.bool_value = bool(param.default)
+    elif param.type is float:
+        default.number_value = float(param.default)
+    else:
+        default.string_value = str(param.default)
+    return reward_pb2.ParamInfo(
+        name=param.name, type=_PARAM_TYPE[param.type], default_value=default, description=param.description
+    )

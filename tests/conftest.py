@@ -1,0 +1,80 @@
+"""Shared fixtures: a real reward server started as a subprocess on a free loopback port."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import pytest
+
+from reward.v1 import reward_pb2_grpc
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class RunningServer:
+    """A reward server process and how to reach it."""
+
+    process: subprocess.Popen
+    address: str
+    log_path: Path
+
+    def stub(self) -> reward_pb2_grpc.RewardServiceStub:
+        return reward_pb2_grpc.RewardServiceStub(grpc.insecure_channel(self.address))
+
+    def log(self) -> str:
+        return self.log_path.read_text()
+
+
+def start_server(tmp_path: Path, *args: str, timeout: float = 90.0, env: dict | None = None) -> RunningServer:
+    """Start ``python -m reward_server --port 0 ...`` and wait for its "listening on" line."""
+    log_path = tmp_path / f"server-{time.monotonic_ns()}.log"
+    log_file = log_path.open("w")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "reward_server", "--port", "0", *args],
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+        cwd=REPO,
+        env={**os.environ, **(env or {})},
+    )
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        match = re.search(r"listening on (\S+)", log_path.read_text())
+        if match:
+            return RunningServer(process, match.group(1), log_path)
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode}:\n{log_path.read_text()}")
+        time.sleep(0.1)
+    process.kill()
+    raise TimeoutError(f"server did not start in {timeout} s:\n{log_path.read_text()}")
+
+
+def stop_server(server: RunningServer) -> None:
+    if server.process.poll() is None:
+        server.process.terminate()
+        try:
+            server.process.wait(30)
+        except subprocess.TimeoutExpired:
+            server.process.kill()
+            server.process.wait()
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    """One server with the embedded default config, shared by the live tests."""
+    running = start_server(tmp_path_factory.mktemp("server"), "--workers", "2")
+    yield running
+    stop_server(running)
+
+
+@pytest.fixture(scope="session")
+def stub(server: RunningServer) -> reward_pb2_grpc.RewardServiceStub:
+    return server.stub()
