@@ -11,7 +11,12 @@ from reward_server.sandbox import run_with_timeout
 
 def warm_math_verify() -> None:
     """Import math-verify (and sympy) in a fresh sandbox before it takes timed calls."""
+    import logging
+
     import math_verify  # noqa: F401
+
+    # It warns on every call that its own timeouts are off; the sandbox is the timeout.
+    logging.getLogger("math_verify").setLevel(logging.ERROR)
 
 
 def _parse(text: str) -> list:
