@@ -17,7 +17,9 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from reward_server import settings
 from reward_server.errors import FailedPrecondition, InvalidArgument
+from reward_server.sandbox import SampleTimeout, time_budget
 
 ParamValue = str | float | bool
 #: Python types a reward param may have, in the order they are tried.
@@ -44,6 +46,8 @@ class BatchResult:
 
     scores: list[float]
     notes: dict[int, str] = field(default_factory=dict)
+    #: How many samples were cut off by their time budget.
+    timeouts: int = 0
 
 
 @dataclass(frozen=True)
@@ -247,10 +251,17 @@ def sample_reward(name: str, *, alias: str | Sequence[str] = (), **field_params:
         def score_batch(completions: list[str], columns: Mapping[str, list[str]], **params: ParamValue) -> BatchResult:
             field_values = [columns[p] for p in field_params]
             params = _without(params, field_params)
+            budget = settings.current().sample_timeout_s
             result = BatchResult([])
             for i, completion in enumerate(completions):
                 try:
-                    result.scores.append(float(fn(completion, *(col[i] for col in field_values), **params)))
+                    with time_budget(budget):
+                        score = fn(completion, *(col[i] for col in field_values), **params)
+                    result.scores.append(float(score))
+                except SampleTimeout as exc:
+                    result.scores.append(math.nan)
+                    result.notes[i] = str(exc)
+                    result.timeouts += 1
                 except Exception as exc:  # noqa: BLE001 - one bad sample must not fail the batch
                     result.scores.append(math.nan)
                     result.notes[i] = f"{type(exc).__name__}: {exc}"
@@ -269,7 +280,14 @@ def batch_reward(
 
     def decorate(fn: Callable[..., list[float] | BatchResult]) -> Callable[..., list[float] | BatchResult]:
         def score_batch(completions: list[str], columns: Mapping[str, list[str]], **params: ParamValue) -> BatchResult:
-            out = fn(completions, *(columns[p] for p in field_params), **_without(params, field_params))
+            # A batch reward gets the budget of all its samples; over it, the whole batch is NaN.
+            budget = settings.current().sample_timeout_s * max(1, len(completions))
+            try:
+                with time_budget(budget):
+                    out = fn(completions, *(columns[p] for p in field_params), **_without(params, field_params))
+            except SampleTimeout as exc:
+                n = len(completions)
+                return BatchResult([math.nan] * n, dict.fromkeys(range(n), str(exc)), timeouts=n)
             return out if isinstance(out, BatchResult) else BatchResult([float(s) for s in out])
 
         _register(fn, name, alias, field_params, score_batch, requires_model)

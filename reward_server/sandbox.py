@@ -8,9 +8,11 @@ on the next call. The calling thread only waits on a pipe, so this works from an
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
+import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -63,11 +65,16 @@ class TimeLimitedRunner:
 
     def call(self, fn: Callable[..., Any], *args: Any, timeout: float) -> Any:
         conn = self._conn if self._proc is not None and self._proc.is_alive() else self._start()
-        conn.send((fn, args))
-        if not conn.poll(timeout):
+        try:
+            conn.send((fn, args))
+            if not conn.poll(timeout):
+                raise SampleTimeout(f"timed out after {timeout:g} s")
+            ok, value = conn.recv()
+        except BaseException:
+            # Overrun, or interrupted (a budget alarm, a shutdown): the helper may still be
+            # working on this call, and its late answer must never reach the next caller.
             self.close()
-            raise SampleTimeout(f"timed out after {timeout:g} s")
-        ok, value = conn.recv()
+            raise
         if ok:
             return value
         raise value
@@ -98,3 +105,38 @@ def run_with_timeout(
     if runner is None:
         runner = runners[warmup] = TimeLimitedRunner(warmup)
     return runner.call(fn, *args, timeout=timeout)
+
+
+@contextlib.contextmanager
+def time_budget(seconds: float | None) -> Iterator[None]:
+    """Raise :class:`SampleTimeout` inside the block once ``seconds`` have passed.
+
+    Uses SIGALRM, so it works on the main thread of a process, which is where the scoring
+    worker processes run their tasks; elsewhere (thread mode) it does nothing. Python code
+    and the ``re`` engine check for signals, so a pathological regex is cut off too; C code
+    that never checks (sympy's core is Python, but some extensions are not) needs
+    :class:`TimeLimitedRunner` instead.
+
+    Example:
+        >>> import time
+        >>> try:
+        ...     with time_budget(0.05):
+        ...         time.sleep(1)
+        ... except SampleTimeout as exc:
+        ...     print(exc)
+        timed out after 0.05 s
+    """
+    if not seconds or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def on_alarm(signum: int, frame: object) -> None:
+        raise SampleTimeout(f"timed out after {seconds:g} s")
+
+    previous = signal.signal(signal.SIGALRM, on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)

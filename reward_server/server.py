@@ -12,12 +12,12 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from reward.v1 import reward_pb2, reward_pb2_grpc
+from reward.v1 import reward_pb2
 from reward_server import worker
 from reward_server.config import ServerConfig
 from reward_server.registry import REGISTRY, Registry
 from reward_server.scoring import Limits, Scorer
-from reward_server.servicer import RewardServicer
+from reward_server.servicer import RewardServicer, add_to_server
 
 log = logging.getLogger(__name__)
 
@@ -62,9 +62,7 @@ class RewardServer:
                 ("grpc.max_send_message_length", config.max_message_bytes),
             ]
         )
-        reward_pb2_grpc.add_RewardServiceServicer_to_server(
-            RewardServicer(self.scorer, registry, on_broken_pool=self._replace_pool), self.server
-        )
+        add_to_server(RewardServicer(self.scorer, registry, on_broken_pool=self._replace_pool), self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         if config.reflection:
             names = (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME)

@@ -11,10 +11,11 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from concurrent.futures.process import BrokenProcessPool
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import grpc
 from google.protobuf import struct_pb2
+from google.protobuf.message import DecodeError
 
 from reward.v1 import reward_pb2, reward_pb2_grpc
 from reward_server import __version__
@@ -48,6 +49,27 @@ Req = TypeVar("Req")
 Resp = TypeVar("Resp")
 
 
+class Undecodable:
+    """Stands in for a request whose bytes do not parse (e.g. invalid UTF-8 in a string field).
+
+    grpcio answers a deserializer exception with UNKNOWN/INTERNAL; this lets the handler
+    answer INVALID_ARGUMENT with the parser's message instead.
+    """
+
+    def __init__(self, message_type: str, error: Exception) -> None:
+        self.message = f"request does not decode as {message_type}: {error}"
+
+
+def _tolerant(message_class: Any) -> Callable[[bytes], Any]:
+    def deserialize(data: bytes) -> Any:
+        try:
+            return message_class.FromString(data)
+        except DecodeError as exc:
+            return Undecodable(message_class.DESCRIPTOR.full_name, exc)
+
+    return deserialize
+
+
 def _status_for(exc: RewardServiceError) -> grpc.StatusCode:
     for cls in type(exc).__mro__:
         if cls in STATUS_OF:
@@ -63,6 +85,8 @@ def handles_errors(
     @functools.wraps(method)
     async def wrapper(self, request, context: grpc.aio.ServicerContext) -> Resp:
         try:
+            if isinstance(request, Undecodable):
+                raise InvalidArgument(request.message)
             return await method(self, request, context)
         except RewardServiceError as exc:
             await context.abort(_status_for(exc), str(exc))
@@ -161,3 +185,19 @@ def _param_info(param: Param) -> reward_pb2.ParamInfo:
     return reward_pb2.ParamInfo(
         name=param.name, type=_PARAM_TYPE[param.type], default_value=default, description=param.description
     )
+
+
+def add_to_server(servicer: RewardServicer, server: grpc.aio.Server) -> None:
+    """Register the service like the generated ``add_RewardServiceServicer_to_server``, but with
+    deserializers that turn undecodable bytes into INVALID_ARGUMENT instead of UNKNOWN."""
+    service = reward_pb2.DESCRIPTOR.services_by_name["RewardService"]
+    handlers = {
+        method.name: grpc.unary_unary_rpc_method_handler(
+            getattr(servicer, method.name),
+            request_deserializer=_tolerant(getattr(reward_pb2, method.input_type.name)),
+            response_serializer=getattr(reward_pb2, method.output_type.name).SerializeToString,
+        )
+        for method in service.methods
+    }
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service.full_name, handlers),))
+

@@ -11,6 +11,8 @@ class WorkerSettings:
 
     #: Hard time limit for one math_equivalence sample, in seconds.
     math_timeout_s: float = 5.0
+    #: Time budget of one sample of any CPU reward, in seconds (0 = none).
+    sample_timeout_s: float = 10.0
 
 
 _current = WorkerSettings()
