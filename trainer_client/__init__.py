@@ -1,1 +1,23 @@
-"""Client side of the reward service: RewardClient, the TRL adapter, grpo-train and reward-score."""
+"""Client side of the reward service: RewardClient, the TRL adapter, grpo-train and reward-score.
+
+``RewardClient`` and ``remote_reward_funcs`` import only gRPC and protobuf; ``grpo-train`` needs the ``train``
+extra (TRL, PEFT, transformers, datasets, accelerate, torch).
+"""
+
+from trainer_client.client import RetryPolicy, RewardClient
+from trainer_client.convert import RewardInfo, RewardScores, ScoreResult
+from trainer_client.errors import InputError, PreflightError, RecipeError, RewardServiceError
+from trainer_client.trl_adapter import remote_reward_funcs
+
+__all__ = [
+    "InputError",
+    "PreflightError",
+    "RecipeError",
+    "RetryPolicy",
+    "RewardClient",
+    "RewardInfo",
+    "RewardScores",
+    "RewardServiceError",
+    "ScoreResult",
+    "remote_reward_funcs",
+]

@@ -1,0 +1,98 @@
+"""Fail-fast checks of a recipe against the live reward service, before any model is loaded."""
+
+from __future__ import annotations
+
+import difflib
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from trainer_client.client import RetryPolicy, RewardClient
+from trainer_client.convert import RewardInfo
+from trainer_client.errors import PreflightError, RewardServiceError
+from trainer_client.recipes import Recipe, RewardServerSection
+
+_PARAM_TYPES: dict[str, tuple[type, ...]] = {"string": (str,), "number": (int, float), "bool": (bool,)}
+
+
+def make_client(section: RewardServerSection) -> RewardClient:
+    """A :class:`RewardClient` from a recipe's ``reward_server`` section (token read from ``token_env``)."""
+    return RewardClient(
+        section.target,
+        deadline_s=section.deadline_s,
+        token=os.environ.get(section.token_env) or None,
+        tls=section.tls,
+        retry=RetryPolicy(max_attempts=section.max_attempts),
+    )
+
+
+def check_service(client: RewardClient) -> list[RewardInfo]:
+    """Health (SERVING) and the reward catalogue, or a :class:`PreflightError` saying what is wrong."""
+    try:
+        serving = client.health()
+        catalogue = client.list_rewards()
+    except RewardServiceError as exc:
+        raise PreflightError(
+            f"reward service at {client.target} is not reachable ({exc.code.name}: {exc.details}); "
+            "start it with `reward-server` or fix reward_server.target"
+        ) from exc
+    if not serving:
+        raise PreflightError(f"reward service at {client.target} is up but not SERVING (shutting down?)")
+    return catalogue
+
+
+def find_reward(name: str, catalogue: Sequence[RewardInfo]) -> RewardInfo:
+    """The catalogue entry for a name or alias, or a PreflightError with the closest names."""
+    for info in catalogue:
+        if name == info.name or name in info.aliases:
+            return info
+    known = [n for info in catalogue for n in (info.name, *info.aliases)]
+    close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
+    hint = f"; closest: {', '.join(close)}" if close else ""
+    raise PreflightError(f"reward {name!r} is not known to the reward service{hint}")
+
+
+def check_params(name: str, info: RewardInfo, params: Mapping[str, Any]) -> None:
+    """Param names and types against the catalogue (the server checks them again on every call)."""
+    declared = {p.name: p for p in info.params}
+    for key, value in params.items():
+        param = declared.get(key)
+        if param is None:
+            raise PreflightError(
+                f"reward {name!r}: unknown param {key!r}; known params: {', '.join(sorted(declared)) or 'none'}"
+            )
+        allowed = _PARAM_TYPES.get(param.type, (object,))
+        if not isinstance(value, allowed) or (param.type == "number" and isinstance(value, bool)):
+            raise PreflightError(f"reward {name!r}: param {key!r} must be a {param.type}, got {value!r}")
+
+
+def check_rewards(recipe: Recipe, catalogue: Sequence[RewardInfo]) -> dict[str, RewardInfo]:
+    """Every reward of the recipe exists, is enabled, and its params fit; requested name → catalogue entry."""
+    found = {}
+    for reward in recipe.rewards:
+        info = find_reward(reward.name, catalogue)
+        if not info.available:
+            raise PreflightError(f"reward {reward.name!r} is not enabled on this server: {info.unavailable_reason}")
+        check_params(reward.name, info, reward.params)
+        found[reward.name] = info
+    return found
+
+
+def check_fields(recipe: Recipe, rewards: Mapping[str, RewardInfo], example: Mapping[str, Any]) -> None:
+    """Every field a reward reads is an example column (TRL passes example columns as ``fields``)."""
+    have = sorted(k for k in example if k != "prompt")
+    for reward in recipe.rewards:
+        for needed in rewards[reward.name].fields_read(reward.params):
+            if needed not in example:
+                raise PreflightError(
+                    f"reward {reward.name!r} reads field {needed!r}, but the dataset examples only have {have}; "
+                    f"map it with --set dataset.columns.{needed}=<source column>"
+                )
+
+
+def preflight(recipe: Recipe, client: RewardClient, example: Mapping[str, Any] | None = None) -> dict[str, RewardInfo]:
+    """Service health, rewards and params, and (given an example) the fields: everything before a model loads."""
+    rewards = check_rewards(recipe, check_service(client))
+    if example is not None:
+        check_fields(recipe, rewards, example)
+    return rewards

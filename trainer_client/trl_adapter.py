@@ -1,0 +1,250 @@
+"""TRL adapter: reward functions for ``GRPOTrainer`` that score through the remote reward service.
+
+``remote_reward_funcs(client, ["correctness_reward_func", ...])`` returns one async callable per
+reward, named after it (TRL logs ``rewards/<__name__>/mean``). TRL gathers async reward functions
+of a batch together with the same ``prompts``/``completions``; the first one starts ONE Score call
+for every reward and the others await that same call, so a batch costs one RPC per rank.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+import os
+import uuid
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from trainer_client.client import RewardClient
+from trainer_client.convert import RewardLike, ScoreResult, completion_text, nan_to_none, reward_name, reward_spec
+from trainer_client.errors import RewardServiceError
+
+log = logging.getLogger(__name__)
+
+#: Keyword arguments TRL passes that are not dataset columns.
+TRL_KWARGS = frozenset({"trainer_state", "log_extra", "log_metric", "environments", "completion_ids"})
+#: Metric names added to TRL's logs (averaged per logging step like TRL's own).
+RTT_METRIC = "reward_service/rtt_ms"
+SERVER_METRIC = "reward_service/server_ms"
+FAILED_METRIC = "reward_service/failed"
+
+RewardFunc = Callable[..., Awaitable[list[float | None]]]
+OnError = Literal["raise", "none"]
+
+
+@dataclass
+class _Batch:
+    """One Score call shared by the reward functions of one batch."""
+
+    loop: asyncio.AbstractEventLoop
+    prompts: Sequence[Any]
+    completions: Sequence[Any]
+    task: asyncio.Future
+    consumed: set[str] = field(default_factory=set)
+
+
+@dataclass
+class CallStats:
+    """What the shared caller did so far (for callbacks, logs and tests)."""
+
+    calls: int = 0
+    failures: int = 0
+    rtt_ms: list[float] = field(default_factory=list)
+
+
+def rank_path(path: str | Path) -> Path:
+    """``path`` for this process: ``{rank}`` is filled in; with several ranks and no ``{rank}``, ``.rankN`` is added.
+
+    Example:
+        >>> str(rank_path("scored.jsonl")), str(rank_path("scored-{rank}.jsonl"))
+        ('scored.jsonl', 'scored-0.jsonl')
+    """
+    rank, world = os.environ.get("RANK", "0"), int(os.environ.get("WORLD_SIZE", "1"))
+    text = str(path)
+    if "{rank}" in text:
+        return Path(text.replace("{rank}", rank))
+    path = Path(text)
+    return path.with_name(f"{path.stem}.rank{rank}{path.suffix}") if world > 1 else path
+
+
+def batch_fields(kwargs: Mapping[str, Any], n: int, only: Sequence[str] | None = None) -> list[dict[str, Any]]:
+    """Per-sample ``fields`` from TRL's keyword arguments: every dataset column (a list of ``n`` values).
+
+    Example:
+        >>> batch_fields({"answer": ["4", "5"], "trainer_state": object(), "log_metric": print}, 2)
+        [{'answer': '4'}, {'answer': '5'}]
+    """
+    columns = {
+        k: v
+        for k, v in kwargs.items()
+        if k not in TRL_KWARGS and isinstance(v, list | tuple) and len(v) == n and (only is None or k in only)
+    }
+    if only is not None:
+        missing = [k for k in only if k not in columns]
+        if missing:
+            raise KeyError(f"dataset columns {missing} are not in this batch; have {sorted(columns)}")
+    return [{k: v[i] for k, v in columns.items()} for i in range(n)]
+
+
+class RemoteRewards:
+    """The shared caller behind the reward functions of one :func:`remote_reward_funcs` call."""
+
+    def __init__(
+        self,
+        client: RewardClient,
+        rewards: Sequence[RewardLike],
+        *,
+        on_error: OnError = "raise",
+        fields: Sequence[str] | None = None,
+        record_to: str | Path | None = None,
+    ) -> None:
+        if on_error not in ("raise", "none"):
+            raise ValueError(f"on_error must be 'raise' or 'none', got {on_error!r}")
+        for i, reward in enumerate(rewards):
+            reward_spec(reward, i)  # a malformed reward fails here, not mid-training
+        self.names = [reward_name(r) for r in rewards]
+        if not self.names:
+            raise ValueError("remote_reward_funcs needs at least one reward")
+        duplicates = sorted({n for n in self.names if self.names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"rewards {duplicates} are listed twice; TRL logs rewards by name, so names must differ")
+        self.client = client
+        self.rewards = list(rewards)
+        self.on_error = on_error
+        self.fields = list(fields) if fields is not None else None
+        self.record_to = rank_path(record_to) if record_to else None
+        self.stats = CallStats()
+        self._batch: _Batch | None = None
+
+    async def scores_for(
+        self, name: str, prompts: Sequence[Any], completions: Sequence[Any], kwargs: Mapping[str, Any]
+    ) -> list[float | None]:
+        """``name``'s scores for this batch, starting the batch's one Score call if nobody has yet."""
+        loop = asyncio.get_running_loop()
+        batch = self._batch
+        same = (
+            batch is not None
+            and batch.loop is loop
+            and name not in batch.consumed  # a second call by the same function is the next batch
+            and (batch.completions is completions or list(batch.completions) == list(completions))
+            and (batch.prompts is prompts or list(batch.prompts) == list(prompts))
+        )
+        if batch is None or not same:
+            task = loop.create_task(self._call(prompts, completions, kwargs))
+            batch = self._batch = _Batch(loop, prompts, completions, task)
+        batch.consumed.add(name)
+        if len(batch.consumed) == len(self.names):
+            self._batch = None  # every function has its scores: drop the references
+        # shield: one function's cancellation must not cancel the call the others share.
+        result = await asyncio.shield(batch.task)
+        if result is None:
+            return [None] * len(completions)
+        return nan_to_none(result[name])
+
+    async def _call(
+        self, prompts: Sequence[Any], completions: Sequence[Any], kwargs: Mapping[str, Any]
+    ) -> ScoreResult | None:
+        fields = batch_fields(kwargs, len(completions), self.fields)
+        samples = [
+            {"prompt": p, "completion": c, "fields": f} for p, c, f in zip(prompts, completions, fields, strict=True)
+        ]
+        log_metric = kwargs.get("log_metric")
+        self.stats.calls += 1
+        try:
+            result = await self.client.score_async(samples, self.rewards, request_id=_request_id(kwargs))
+        except RewardServiceError as exc:
+            self.stats.failures += 1
+            if callable(log_metric):
+                log_metric(FAILED_METRIC, 1.0)
+            if self.on_error == "raise":
+                raise
+            log.error(
+                "REWARD SERVICE FAILED for a batch of %d samples; on_error='none' returns None for all of them "
+                "(TRL gives them no advantage): %s",
+                len(samples),
+                exc,
+            )
+            return None
+        self.stats.rtt_ms.append(result.rtt_ms)
+        if callable(log_metric):
+            log_metric(RTT_METRIC, result.rtt_ms)
+            log_metric(SERVER_METRIC, result.server_ms)
+            log_metric(FAILED_METRIC, 0.0)
+        if self.record_to is not None:
+            self._record(samples, result, kwargs.get("trainer_state"))
+        return result
+
+    def _record(self, samples: list[dict[str, Any]], result: ScoreResult, state: Any) -> None:
+        """Append the batch and its scores as one JSON line (an audit trail of what was scored)."""
+
+        def clean(xs: Sequence[float]) -> list[float | None]:
+            return [None if math.isnan(x) else x for x in xs]
+
+        line = {
+            "step": getattr(state, "global_step", None),
+            "request_id": result.request_id,
+            "rtt_ms": result.rtt_ms,
+            "server_ms": result.server_ms,
+            "rewards": self.rewards,
+            "samples": [
+                {"prompt": s["prompt"], "completion": completion_text(s["completion"]), "fields": s["fields"]}
+                for s in samples
+            ],
+            "scores": {name: clean(scores) for name, scores in result.as_dict().items()},
+            "total": clean(result.total),
+        }
+        self.record_to.parent.mkdir(parents=True, exist_ok=True)
+        with self.record_to.open("a", encoding="utf-8") as out:
+            out.write(json.dumps(line, ensure_ascii=False, default=str) + "\n")
+
+
+def _request_id(kwargs: Mapping[str, Any]) -> str:
+    """``grpo-r<rank>-s<step>-<random>``: server logs show which rank and step a call came from."""
+    step = getattr(kwargs.get("trainer_state"), "global_step", None)
+    rank = os.environ.get("RANK", "0")
+    return f"grpo-r{rank}-s{step if step is not None else 'x'}-{uuid.uuid4().hex[:8]}"
+
+
+def _reward_func(shared: RemoteRewards, name: str) -> RewardFunc:
+    async def reward_func(prompts: Sequence[Any], completions: Sequence[Any], **kwargs: Any) -> list[float | None]:
+        return await shared.scores_for(name, prompts, completions, kwargs)
+
+    reward_func.__name__ = reward_func.__qualname__ = name
+    reward_func.__doc__ = f"Remote reward {name!r}, scored by the reward service at {shared.client.target}."
+    reward_func.remote = shared  # type: ignore[attr-defined]
+    return reward_func
+
+
+def remote_reward_funcs(
+    client: RewardClient,
+    rewards: Sequence[RewardLike],
+    *,
+    on_error: OnError = "raise",
+    fields: Sequence[str] | None = None,
+    record_to: str | Path | None = None,
+) -> list[RewardFunc]:
+    """TRL-ready async reward functions, one per reward, sharing one Score call per batch.
+
+    Args:
+        client: the reward service client.
+        rewards: names (aliases such as ``"correctness_reward_func"`` work) or ``{"name", "weight", "params"}``
+            dicts. Scores come back unweighted; weight them with ``GRPOConfig.reward_weights``.
+        on_error: ``"raise"`` (default) fails the step when the service fails after its retries; ``"none"``
+            logs an error and returns None for the whole batch, which TRL leaves out. Never a fake 0.
+        fields: dataset columns to send as sample ``fields`` (default: every column TRL passes).
+        record_to: append every scored batch (samples, scores, round trip) to this JSONL file (one file per rank:
+            ``{rank}`` in the name is replaced, else ``.rankN`` is added when there are several ranks).
+
+    Example:
+        >>> funcs = remote_reward_funcs(RewardClient("127.0.0.1:50051"), ["xml_correctness", {"name": "xml_integer"}])
+        >>> [f.__name__ for f in funcs]
+        ['xml_correctness', 'xml_integer']
+        >>> funcs[0].remote is funcs[1].remote
+        True
+    """
+    shared = RemoteRewards(client, rewards, on_error=on_error, fields=fields, record_to=record_to)
+    return [_reward_func(shared, name) for name in shared.names]
