@@ -42,6 +42,25 @@ class ServerConfig:
     reflection: bool = True
     #: Logging level name.
     log_level: str = "INFO"
+    #: Load the sentiment model and enable sentiment_match (flag --enable-sentiment).
+    enable_sentiment: bool = False
+    #: Sentiment classifier: a Hugging Face id or a local directory.
+    sentiment_model: str = "oliverguhr/german-sentiment-bert"
+    #: Device of the models: auto (first GPU if any, else cpu), cpu, cuda or cuda:N.
+    device: str = "auto"
+    #: Per model: most texts per batch, gathered across concurrent requests.
+    model_max_batch_size: int = 128
+    #: Per model: most padded tokens in one forward pass (a batch is split to fit).
+    model_max_batch_tokens: int = 65536
+    #: Per model: longest a text waits for its batch to fill, in milliseconds.
+    model_max_wait_ms: float = 5.0
+    #: Per model: most texts waiting; beyond it calls get RESOURCE_EXHAUSTED.
+    model_max_queue: int = 16384
+    #: Per model: reference texts whose model output is cached (LRU); 0 = no cache.
+    model_cache_size: int = 16384
+    #: With a model loaded: Python's GIL switch interval (ms); lower lets the model thread's kernel
+    #: launches through sooner while request threads run Python (Python's default is 5).
+    gil_switch_interval_ms: float = 5.0
 
     def worker_settings(self) -> WorkerSettings:
         return WorkerSettings(math_timeout_s=self.math_timeout_s)

@@ -15,6 +15,7 @@ from grpc_reflection.v1alpha import reflection
 from reward.v1 import reward_pb2
 from reward_server import worker
 from reward_server.config import ServerConfig
+from reward_server.models.startup import LoadedModels, load_model_rewards
 from reward_server.registry import REGISTRY, Registry
 from reward_server.scoring import Limits, Scorer
 from reward_server.servicer import RewardServicer, add_to_server
@@ -68,6 +69,7 @@ class RewardServer:
             names = (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME)
             reflection.enable_server_reflection(names, self.server)
         self.port = 0
+        self.models = LoadedModels()
 
     def _replace_pool(self) -> None:
         old, self.executor = self.executor, make_executor(self.config)
@@ -75,6 +77,12 @@ class RewardServer:
         old.shutdown(wait=False, cancel_futures=True)
 
     async def start(self) -> str:
+        try:
+            # Models load before the port opens: a server that cannot score a reward it enables never listens.
+            self.models = await load_model_rewards(self.config, self.registry)
+        except BaseException:
+            self.executor.shutdown(wait=False, cancel_futures=True)
+            raise
         await warm_up(self.executor, self.config.workers)
         self.port = self.server.add_insecure_port(self.config.address)
         if not self.port:
@@ -89,6 +97,7 @@ class RewardServer:
         """Report NOT_SERVING, let in-flight calls finish within the grace period, then stop."""
         await self.health.enter_graceful_shutdown()
         await self.server.stop(self.config.grace_s)
+        await self.models.close()
         self.executor.shutdown(wait=True, cancel_futures=True)
 
 
