@@ -231,6 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--endpoint", required=True, help="OpenAI-compatible URL, e.g. http://127.0.0.1:8000/v1")
     parser.add_argument("--reward-server", help="reward service target host:port (default: the recipe's)")
+    parser.add_argument("--reward-token", help="bearer token of the reward service (default: $REWARD_SERVICE_TOKEN)")
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--config", metavar="RECIPE", help="training recipe YAML: dataset, prompt format, rewards")
     source.add_argument("--dataset", metavar="FILE", help="JSONL/JSON/CSV with a prompt (or question) column")
@@ -277,7 +278,9 @@ async def run(args: argparse.Namespace) -> int:
     settings = sampling_settings(args, task)
     if settings.n < 1 or args.concurrency < 1 or args.score_batch < 1:
         raise EvalError("--n, --concurrency and --score-batch must be at least 1")
-    client = RewardClient(task.reward_target, deadline_s=300.0)
+    client = RewardClient(
+        task.reward_target, deadline_s=300.0, token=args.reward_token or os.environ.get("REWARD_SERVICE_TOKEN")
+    )
     endpoint = ChatEndpoint(args.endpoint, api_key=args.api_key, retries=args.retries)
     try:
         check_rewards(client, task.rewards, task.examples[0])

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import sys
 
 from reward_server import __version__
+from reward_server.auth import AuthConfigError
 from reward_server.config import ConfigError, load_config
+from reward_server.logs import setup_logging
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,6 +26,29 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--sentiment-model", help="Hugging Face id or local directory of the sentiment classifier")
     parser.add_argument("--device", help="device of the models: auto, cpu, cuda, cuda:N (default auto: a GPU if any)")
+    security = parser.add_argument_group("security (see README: Operating the service)")
+    security.add_argument("--auth-file", help="YAML of teams and token hashes: require 'authorization: Bearer' tokens")
+    security.add_argument(
+        "--allow-unauthenticated",
+        action="store_true",
+        default=None,
+        help="listen on a non-loopback address without auth (refused otherwise)",
+    )
+    security.add_argument("--tls-cert", dest="tls_cert_file", help="PEM certificate chain: serve TLS")
+    security.add_argument("--tls-key", dest="tls_key_file", help="PEM private key of --tls-cert")
+    security.add_argument("--tls-client-ca", dest="tls_client_ca_file", help="PEM CA: require client certs (mTLS)")
+    security.add_argument(
+        "--no-reflection",
+        dest="reflection",
+        action="store_false",
+        default=None,
+        help="switch gRPC server reflection off",
+    )
+    ops = parser.add_argument_group("operations")
+    ops.add_argument("--metrics-port", type=int, help="serve Prometheus /metrics on this port (0 = a free one)")
+    ops.add_argument("--metrics-host", help="address of the /metrics endpoint (default 127.0.0.1)")
+    ops.add_argument("--log-json", action="store_true", default=None, help="log one JSON object per line")
+    ops.add_argument("--grace-s", type=float, help="seconds in-flight calls get to finish on SIGTERM (default 30)")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     return parser
 
@@ -41,18 +65,29 @@ def main(argv: list[str] | None = None) -> int:
             enable_sentiment=args.enable_sentiment,
             sentiment_model=args.sentiment_model,
             device=args.device,
+            auth_file=args.auth_file,
+            allow_unauthenticated=args.allow_unauthenticated,
+            tls_cert_file=args.tls_cert_file,
+            tls_key_file=args.tls_key_file,
+            tls_client_ca_file=args.tls_client_ca_file,
+            reflection=args.reflection,
+            metrics_port=args.metrics_port,
+            metrics_host=args.metrics_host,
+            log_json=args.log_json,
+            grace_s=args.grace_s,
         )
+        config.validate()
     except ConfigError as exc:
         print(f"reward-server: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging(config.log_level, json_lines=config.log_json)
     import reward_server.rewards  # noqa: F401 - registers the catalogue
     from reward_server.models import ModelLoadError
     from reward_server.server import serve
 
     try:
         asyncio.run(serve(config))
-    except (OSError, ConfigError, ModelLoadError) as exc:
+    except (OSError, ConfigError, AuthConfigError, ModelLoadError) as exc:
         print(f"reward-server: {exc}", file=sys.stderr)
         return 1
     return 0

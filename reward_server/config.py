@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import ipaddress
 import os
+import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -62,13 +64,64 @@ class ServerConfig:
     #: launches through sooner while request threads run Python (Python's default is 5).
     gil_switch_interval_ms: float = 5.0
 
+    #: Largest completion, in characters (larger → RESOURCE_EXHAUSTED naming the sample).
+    max_completion_chars: int = 1_000_000
+    #: Largest value of one sample field or prompt turn, in characters.
+    max_field_chars: int = 1_000_000
+    #: Largest params Struct of one reward, in serialized bytes.
+    max_params_bytes: int = 16384
+    #: Time budget of one sample of any CPU reward, in seconds (over it: NaN with a note); 0 = none.
+    sample_timeout_s: float = 10.0
+    #: YAML file of teams and their token hashes; turns bearer-token auth on (see reward_server.auth).
+    auth_file: str | None = None
+    #: Accept unauthenticated calls on a non-loopback address (refused otherwise).
+    allow_unauthenticated: bool = False
+    #: PEM certificate chain and private key: serve TLS instead of plaintext.
+    tls_cert_file: str | None = None
+    tls_key_file: str | None = None
+    #: PEM CA bundle: require and verify client certificates (mTLS).
+    tls_client_ca_file: str | None = None
+    #: Port of the Prometheus /metrics endpoint (None = off; 0 = a free port, printed at start).
+    metrics_port: int | None = None
+    #: Address of the /metrics endpoint.
+    metrics_host: str = "127.0.0.1"
+    #: Log one JSON object per line instead of text.
+    log_json: bool = False
+
     def worker_settings(self) -> WorkerSettings:
-        return WorkerSettings(math_timeout_s=self.math_timeout_s)
+        return WorkerSettings(math_timeout_s=self.math_timeout_s, sample_timeout_s=self.sample_timeout_s)
+
+    def validate(self) -> None:
+        """Refuse combinations that are unsafe or incomplete, naming the settings involved."""
+        if bool(self.tls_cert_file) != bool(self.tls_key_file):
+            raise ConfigError("TLS needs both tls_cert_file (--tls-cert) and tls_key_file (--tls-key)")
+        if self.tls_client_ca_file and not self.tls_cert_file:
+            raise ConfigError("mTLS (tls_client_ca_file, --tls-client-ca) needs a server certificate (--tls-cert)")
+        if not is_loopback(self.host) and not self.auth_file and not self.allow_unauthenticated:
+            raise ConfigError(
+                f"refusing to listen on {self.host} without auth: give --auth-file FILE (teams and token hashes), "
+                "or --allow-unauthenticated to accept any caller on the network"
+            )
 
     @property
     def address(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"{host}:{self.port}"
+
+
+def is_loopback(host: str) -> bool:
+    """True for addresses only this machine can reach.
+
+    Example:
+        >>> is_loopback("127.0.0.1"), is_loopback("localhost"), is_loopback("::1"), is_loopback("0.0.0.0")
+        (True, True, True, False)
+    """
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to a public address
 
 
 class ConfigError(ValueError):
@@ -87,17 +140,25 @@ def load_config(path: str | Path | None = None, **overrides: Any) -> ServerConfi
             raise ConfigError(f"config {path}: expected a mapping of settings, got {type(loaded).__name__}")
         values.update(loaded)
     values.update({k: v for k, v in overrides.items() if v is not None})
-    fields = {f.name: f for f in dataclasses.fields(ServerConfig)}
+    hints = typing.get_type_hints(ServerConfig)
     config = ServerConfig()
     for key, value in values.items():
-        if key not in fields:
-            close = difflib.get_close_matches(key, fields, n=1)
+        if key not in hints:
+            close = difflib.get_close_matches(key, hints, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise ConfigError(f"unknown setting {key!r}{hint}; known: {', '.join(sorted(fields))}")
-        expected = type(getattr(config, key))
-        if expected is float and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
-            raise ConfigError(f"setting {key!r} must be {expected.__name__}, got {value!r}")
-        setattr(config, key, value)
+            raise ConfigError(f"unknown setting {key!r}{hint}; known: {', '.join(sorted(hints))}")
+        setattr(config, key, _typed(key, value, hints[key]))
     return config
+
+
+def _typed(key: str, value: Any, hint: Any) -> Any:
+    """``value`` checked against the setting's type (``int | None`` allows None; ints pass as floats)."""
+    allowed = [t for t in (typing.get_args(hint) or (hint,)) if t is not type(None)]
+    if value is None and len(allowed) < len(typing.get_args(hint) or (hint,)):
+        return None
+    expected = allowed[0]
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+        raise ConfigError(f"setting {key!r} must be {expected.__name__}, got {value!r}")
+    return value

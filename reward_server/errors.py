@@ -21,7 +21,16 @@ class FailedPrecondition(RewardServiceError):
 
 
 class ResourceExhausted(RewardServiceError):
-    """The request is over a configured limit, or the server is too busy to take it."""
+    """The request is over a configured limit, or the server is too busy to take it.
+
+    ``retry_after_s`` is set when waiting helps (a full queue, a rate limit); it reaches the
+    client as gRPC's retry pushback. Without it the client is told not to retry (the same
+    request would be refused again).
+    """
+
+    def __init__(self, message: str, retry_after_s: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
 
 
 class Unavailable(RewardServiceError):

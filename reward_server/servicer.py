@@ -18,7 +18,7 @@ from google.protobuf import struct_pb2
 from google.protobuf.message import DecodeError
 
 from reward.v1 import reward_pb2, reward_pb2_grpc
-from reward_server import __version__
+from reward_server import __version__, metrics
 from reward_server.errors import (
     FailedPrecondition,
     InvalidArgument,
@@ -26,8 +26,9 @@ from reward_server.errors import (
     RewardServiceError,
     Unavailable,
 )
+from reward_server.interceptors import REQUEST_ID, pushback
 from reward_server.registry import Param, Registry, Reward
-from reward_server.scoring import RewardCall, Scorer
+from reward_server.scoring import Limits, RewardCall, RewardOutcome, Scorer
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +90,8 @@ def handles_errors(
                 raise InvalidArgument(request.message)
             return await method(self, request, context)
         except RewardServiceError as exc:
+            if isinstance(exc, ResourceExhausted):
+                context.set_trailing_metadata(pushback(exc))
             await context.abort(_status_for(exc), str(exc))
         except BrokenProcessPool:
             log.error("a scoring worker died; restarting the pool")
@@ -111,7 +114,9 @@ class RewardServicer(reward_pb2_grpc.RewardServiceServicer):
         self, request: reward_pb2.ScoreRequest, context: grpc.aio.ServicerContext
     ) -> reward_pb2.ScoreResponse:
         start = time.perf_counter()
-        request_id = request.request_id or uuid.uuid4().hex[:16]
+        check_sizes(request, self.scorer.limits)
+        # The interceptor has chosen the id (the request's own, x-request-id metadata, or a new one).
+        request_id = request.request_id or (REQUEST_ID.get() if REQUEST_ID.get() != "-" else uuid.uuid4().hex[:16])
         calls = [
             RewardCall(spec.name, spec.weight if spec.HasField("weight") else None, _params(spec.params))
             for spec in request.rewards
@@ -119,6 +124,7 @@ class RewardServicer(reward_pb2_grpc.RewardServiceServicer):
         completions = [s.completion for s in request.samples]
         fields = [s.fields for s in request.samples]  # protobuf maps are read-only Mappings
         outcomes, total = await self.scorer.score(completions, fields, calls)
+        record_metrics(outcomes, len(completions))
         elapsed_ms = (time.perf_counter() - start) * 1000
         log.info(
             "Score request_id=%s samples=%d rewards=%s %.1f ms",
@@ -168,6 +174,38 @@ class RewardServicer(reward_pb2_grpc.RewardServiceServicer):
         )
 
 
+def check_sizes(request: reward_pb2.ScoreRequest, limits: Limits) -> None:
+    """Refuse oversized parts of a request with RESOURCE_EXHAUSTED naming the sample and field."""
+    for i, sample in enumerate(request.samples):
+        if len(sample.completion) > limits.max_completion_chars:
+            raise ResourceExhausted(
+                f"samples[{i}].completion has {len(sample.completion)} characters; "
+                f"the limit is {limits.max_completion_chars}"
+            )
+        texts = [(f"fields[{k!r}]", v) for k, v in sample.fields.items()]
+        texts += [(f"prompt[{j}].content", m.content) for j, m in enumerate(sample.prompt)]
+        for where, value in texts:
+            if len(value) > limits.max_field_chars:
+                raise ResourceExhausted(
+                    f"samples[{i}].{where} has {len(value)} characters; the limit is {limits.max_field_chars}"
+                )
+    for i, spec in enumerate(request.rewards):
+        if spec.params.ByteSize() > limits.max_params_bytes:
+            raise ResourceExhausted(
+                f"rewards[{i}] ({spec.name}): params take {spec.params.ByteSize()} bytes; "
+                f"the limit is {limits.max_params_bytes}"
+            )
+
+
+def record_metrics(outcomes: list[RewardOutcome], n_samples: int) -> None:
+    for outcome in outcomes:
+        metrics.REWARD_SECONDS.labels(outcome.name).observe(outcome.elapsed_ms / 1000)
+        metrics.SAMPLES.labels(outcome.name).inc(n_samples)
+        timeouts = sum(reason.startswith("timed out") for reason in outcome.notes.values())
+        if timeouts:
+            metrics.TIMEOUTS.labels(outcome.name).inc(timeouts)
+
+
 def _params(struct: struct_pb2.Struct) -> dict:
     # Struct numbers arrive as floats (NaN/inf kept, so they can be refused by name);
     # nested lists/objects stay protobuf values and fail the param type check.
@@ -200,4 +238,3 @@ def add_to_server(servicer: RewardServicer, server: grpc.aio.Server) -> None:
         for method in service.methods
     }
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service.full_name, handlers),))
-

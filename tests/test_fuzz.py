@@ -21,12 +21,26 @@ EXPECTED = {
     grpc.StatusCode.FAILED_PRECONDITION,
     grpc.StatusCode.RESOURCE_EXHAUSTED,
 }
-NAMES = ["xml_correctness", "xml_tag_count", "think_boxed_format", "format_approximate", "answer_check",
-         "number_check", "tfidf_similarity", "solution_levenshtein", "sentiment_match", "math_equivalence"]
+NAMES = [
+    "xml_correctness",
+    "xml_tag_count",
+    "think_boxed_format",
+    "format_approximate",
+    "answer_check",
+    "number_check",
+    "tfidf_similarity",
+    "solution_levenshtein",
+    "sentiment_match",
+    "math_equivalence",
+]
 FIELD_NAMES = st.sampled_from(["answer", "solution", "", "ä", "x" * 50])
 text = st.text(max_size=300)
 param_value = st.one_of(
-    st.booleans(), st.floats(allow_nan=True, allow_infinity=True), st.integers(-10**6, 10**6), text, st.none(),
+    st.booleans(),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.integers(-(10**6), 10**6),
+    text,
+    st.none(),
     st.lists(st.integers(), max_size=3),
 )
 param_names = st.one_of(st.sampled_from(["value", "reference_field", "language", "soft", "answer_tag", "hit"]), text)
@@ -77,12 +91,19 @@ def test_random_requests_get_ok_or_a_specific_code(stub, request) -> None:
 def test_empty_and_huge_requests(stub) -> None:
     assert call(stub, pb.ScoreRequest()) == grpc.StatusCode.INVALID_ARGUMENT
     assert call(stub, pb.ScoreRequest(rewards=[pb.RewardSpec(name="xml_integer")])) == grpc.StatusCode.OK
-    huge = pb.ScoreRequest(samples=[pb.Sample(completion="ü" * 2_000_000)], rewards=[pb.RewardSpec(name="xml_integer")])
-    assert call(stub, huge) == grpc.StatusCode.OK
+    big = pb.ScoreRequest(samples=[pb.Sample(completion="ü" * 900_000)], rewards=[pb.RewardSpec(name="xml_integer")])
+    assert call(stub, big) == grpc.StatusCode.OK
+    huge = pb.ScoreRequest(samples=[pb.Sample(completion="ü" * 1_000_001)], rewards=[pb.RewardSpec(name="xml_integer")])
+    with pytest.raises(grpc.RpcError) as caught:
+        stub.Score(huge, timeout=60)
+    assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "samples[0].completion has 1000001 characters; the limit is 1000000" in caught.value.details()
     weights = [math.nan, math.inf, -math.inf, 1e308, -0.0]
     for w in weights:
-        call(stub, pb.ScoreRequest(samples=[pb.Sample(completion="x")], rewards=[pb.RewardSpec(name="xml_integer",
-                                                                                               weight=w)]))
+        call(
+            stub,
+            pb.ScoreRequest(samples=[pb.Sample(completion="x")], rewards=[pb.RewardSpec(name="xml_integer", weight=w)]),
+        )
 
 
 def test_garbage_bytes_and_half_open_connections_do_not_hurt(server, stub) -> None:
@@ -100,16 +121,22 @@ def test_garbage_bytes_and_half_open_connections_do_not_hurt(server, stub) -> No
     time.sleep(0.2)
     health = health_pb2_grpc.HealthStub(grpc.insecure_channel(server.address))
     assert health.Check(health_pb2.HealthCheckRequest(), timeout=5).status == health_pb2.HealthCheckResponse.SERVING
-    assert call(stub, pb.ScoreRequest(samples=[pb.Sample(completion="<answer>1</answer>")],
-                                      rewards=[pb.RewardSpec(name="xml_integer")])) == grpc.StatusCode.OK
+    assert (
+        call(
+            stub,
+            pb.ScoreRequest(
+                samples=[pb.Sample(completion="<answer>1</answer>")], rewards=[pb.RewardSpec(name="xml_integer")]
+            ),
+        )
+        == grpc.StatusCode.OK
+    )
     half_open.close()
     assert server.process.poll() is None
 
 
 def test_undecodable_bytes_are_invalid_argument(server) -> None:
     channel = grpc.insecure_channel(server.address)
-    raw = channel.unary_unary("/reward.v1.RewardService/Score", request_serializer=None,
-                              response_deserializer=None)
+    raw = channel.unary_unary("/reward.v1.RewardService/Score", request_serializer=None, response_deserializer=None)
     valid = pb.ScoreRequest(samples=[pb.Sample(completion="abc")], rewards=[pb.RewardSpec(name="xml_integer")])
     data = valid.SerializeToString()
     broken = data.replace(b"abc", b"\xff\xfe\xfd")  # invalid UTF-8 inside a proto3 string field

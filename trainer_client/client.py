@@ -49,7 +49,10 @@ class RetryPolicy:
     initial_backoff_s: float = 0.2
     max_backoff_s: float = 5.0
     backoff_multiplier: float = 2.0
-    retryable_codes: tuple[str, ...] = ("UNAVAILABLE",)
+    # RESOURCE_EXHAUSTED is retried only as far as the server's retry pushback allows: a busy
+    # queue or a team rate limit sends "retry after N ms", a request over a size limit sends
+    # "do not retry" (gRPC honours grpc-retry-pushback-ms).
+    retryable_codes: tuple[str, ...] = ("UNAVAILABLE", "RESOURCE_EXHAUSTED")
 
     def service_config(self) -> str:
         """The channel's service config: round_robin over every resolved address, retries on our methods.
@@ -111,14 +114,22 @@ def normalize_target(target: str | Sequence[str]) -> str:
     return f"ipv{families.pop()}:" + ",".join(parts)
 
 
-def _credentials(tls: bool | str | Path | grpc.ChannelCredentials) -> grpc.ChannelCredentials | None:
+def _credentials(
+    tls: bool | str | Path | grpc.ChannelCredentials, client_cert: str | Path | None, client_key: str | Path | None
+) -> grpc.ChannelCredentials | None:
+    if bool(client_cert) != bool(client_key):
+        raise ValueError("mTLS needs both client_cert and client_key (PEM files)")
     if tls is False or tls is None:
+        if client_cert:
+            raise ValueError("client_cert/client_key (mTLS) need tls=True or a CA file")
         return None
     if isinstance(tls, grpc.ChannelCredentials):
         return tls
-    if tls is True:
-        return grpc.ssl_channel_credentials()
-    return grpc.ssl_channel_credentials(root_certificates=Path(tls).read_bytes())
+    return grpc.ssl_channel_credentials(
+        root_certificates=None if tls is True else Path(tls).read_bytes(),
+        private_key=Path(client_key).read_bytes() if client_key else None,
+        certificate_chain=Path(client_cert).read_bytes() if client_cert else None,
+    )
 
 
 class RewardClient:
@@ -130,7 +141,10 @@ class RewardClient:
         deadline_s: per-call deadline in seconds, covering every retry attempt.
         token: sent as ``authorization: Bearer <token>`` on every call.
         tls: False (plaintext), True (system roots), a path to a PEM root CA, or ``grpc.ChannelCredentials``.
-        retry: retry policy on UNAVAILABLE (``RetryPolicy(max_attempts=1)`` turns retries off).
+        client_cert: PEM client certificate chain, for servers that require mTLS (with ``client_key``).
+        client_key: PEM private key of ``client_cert``.
+        retry: retry policy on UNAVAILABLE and pushed-back RESOURCE_EXHAUSTED (``RetryPolicy(max_attempts=1)``
+            turns retries off).
         options: extra gRPC channel options.
 
     Example:
@@ -147,6 +161,8 @@ class RewardClient:
         deadline_s: float = 60.0,
         token: str | None = None,
         tls: bool | str | Path | grpc.ChannelCredentials = False,
+        client_cert: str | Path | None = None,
+        client_key: str | Path | None = None,
         retry: RetryPolicy = RetryPolicy(),  # frozen: safe as a default
         options: Iterable[tuple[str, Any]] = (),
     ) -> None:
@@ -154,10 +170,13 @@ class RewardClient:
         self.deadline_s = deadline_s
         self.retry = retry
         self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
-        self._credentials = _credentials(tls)
+        self._credentials = _credentials(tls, client_cert, client_key)
         self._options = [
             ("grpc.service_config", retry.service_config()),
             ("grpc.enable_retries", 1),
+            # A replica that comes back is used again within seconds, not gRPC's default of up to 2 minutes.
+            ("grpc.initial_reconnect_backoff_ms", 500),
+            ("grpc.max_reconnect_backoff_ms", 5000),
             ("grpc.max_receive_message_length", _MAX_MESSAGE),
             ("grpc.max_send_message_length", _MAX_MESSAGE),
             *options,

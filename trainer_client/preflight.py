@@ -22,6 +22,8 @@ def make_client(section: RewardServerSection) -> RewardClient:
         deadline_s=section.deadline_s,
         token=os.environ.get(section.token_env) or None,
         tls=section.tls,
+        client_cert=section.client_cert,
+        client_key=section.client_key,
         retry=RetryPolicy(max_attempts=section.max_attempts),
     )
 

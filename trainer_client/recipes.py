@@ -89,6 +89,9 @@ class RewardServerSection:
     token_env: str = "REWARD_SERVICE_TOKEN"
     #: False, True (system roots) or a path to a PEM root CA.
     tls: bool | str = False
+    #: PEM client certificate and key, for a service that requires mTLS.
+    client_cert: str | None = None
+    client_key: str | None = None
     #: "raise" fails the step after the retries; "none" skips the batch (TRL gives it no advantage).
     on_error: str = "raise"
     #: Append every scored batch (samples, scores, round trip) to this JSONL file (per rank: {rank} or .rankN).

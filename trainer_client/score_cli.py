@@ -269,6 +269,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--deadline", type=float, default=120.0, help="seconds per call, retries included")
     parser.add_argument("--token", default=None, help=f"bearer token (default: ${TOKEN_ENV})")
     parser.add_argument("--tls", action="store_true", help="use TLS (system root certificates)")
+    parser.add_argument("--tls-ca", metavar="PEM", help="use TLS with this root CA (implies --tls)")
+    parser.add_argument("--client-cert", metavar="PEM", help="client certificate, for a server that requires mTLS")
+    parser.add_argument("--client-key", metavar="PEM", help="private key of --client-cert")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
 
@@ -294,7 +297,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.target,
         deadline_s=args.deadline,
         token=args.token or os.environ.get(TOKEN_ENV) or None,
-        tls=args.tls,
+        tls=args.tls_ca or args.tls,
+        client_cert=args.client_cert,
+        client_key=args.client_key,
         retry=RetryPolicy(),
     )
     try:

@@ -175,7 +175,8 @@ class ModelWorker:
             self.stats.rejected += 1
             raise ResourceExhausted(
                 f"model {self.classifier.model_id} is busy: {self.stats.queued} texts are queued and {count} more "
-                f"would pass the limit of {limit} (model_max_queue); retry later"
+                f"would pass the limit of {limit} (model_max_queue); retry later",
+                retry_after_s=0.5,
             )
         self.stats.queued += count
 
