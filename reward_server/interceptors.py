@@ -6,6 +6,7 @@ Kubernetes probes work without a token; every other RPC needs a valid token when
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import logging
 import time
@@ -72,6 +73,19 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
 
     def __init__(self, authenticator: Authenticator | None = None) -> None:
         self.authenticator = authenticator
+        #: Unary calls being handled; streams (health Watch) are not counted, so a drain
+        #: on shutdown waits for scoring work, not for watchers that never end.
+        self.in_flight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    async def drained(self, timeout: float) -> bool:
+        """Wait until no unary call is in flight (or ``timeout`` passes); True if drained."""
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
 
     async def intercept_service(
         self,
@@ -111,6 +125,8 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
             code = grpc.StatusCode.OK
             admitted = False
             metrics.IN_FLIGHT.labels(team_name).inc()
+            self.in_flight += 1
+            self._idle.clear()
             try:
                 if team is not None:
                     try:
@@ -127,6 +143,9 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
                 if admitted:
                     team.limiter.release()
                 metrics.IN_FLIGHT.labels(team_name).dec()
+                self.in_flight -= 1
+                if not self.in_flight:
+                    self._idle.set()
                 code = context.code() or code
                 metrics.REQUESTS.labels(method, code.name, team_name).inc()
                 metrics.LATENCY.labels(method).observe(time.perf_counter() - start)
