@@ -38,10 +38,23 @@ def make_executor(config: ServerConfig) -> Executor:
     )
 
 
-async def warm_up(executor: Executor, workers: int) -> None:
-    """Start every worker before serving, so the first request pays no start-up cost."""
+async def warm_up(executor: Executor, workers: int, timeout: float = 600.0) -> None:
+    """Wait until every worker has run its initializer, so the first requests pay no start-up cost.
+
+    A worker takes tasks only once its initializer is done, and one ready worker can answer every
+    ping while the others still import; so ping until each worker has answered (by process id).
+    """
     loop = asyncio.get_running_loop()
-    await asyncio.gather(*(loop.run_in_executor(executor, worker.ping, 0.2) for _ in range(max(workers, 1))))
+    if not isinstance(executor, ProcessPoolExecutor):
+        await loop.run_in_executor(executor, worker.ping)
+        return
+    ready: set[int] = set()
+    deadline = loop.time() + timeout
+    while len(ready) < workers:
+        if loop.time() > deadline:
+            log.warning("only %d of %d scoring workers are ready after %.0f s", len(ready), workers, timeout)
+            return
+        ready.update(await asyncio.gather(*(loop.run_in_executor(executor, worker.ping, 0.05) for _ in range(workers))))
 
 
 class RewardServer:

@@ -1,16 +1,54 @@
 """Code that runs inside the scoring worker processes.
 
-Workers are started once (warm) and reused: each imports the reward catalogue and builds
-its stop word lists and compiled patterns at start-up, not per request.
+Workers are started once (warm) and reused: each imports the reward catalogue and, at start-up,
+scores a tiny batch with every CPU reward, so that stop word lists, tf-idf analyzers, compiled
+patterns and lazy imports are built before the first request instead of during it.
+
+A request reaches a worker as one :class:`Task`: the samples it needs, sent once, and the
+:class:`Part` s to score on them (a reward over all or some of those samples). See
+``scoring.plan_tasks`` for how a request is cut into tasks.
 """
 
 from __future__ import annotations
 
+import logging
+import os
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 from reward_server import settings
-from reward_server.registry import REGISTRY, BatchResult, ParamValue
+from reward_server.registry import REGISTRY, BatchResult, ParamValue, Reward
+
+log = logging.getLogger(__name__)
+
+_WARM_TEXT = "<reasoning>\nDer Strand ist schön\n</reasoning>\n<answer>\n42\n</answer>\n</think> \\boxed{42}"
+
+
+@dataclass(frozen=True)
+class Part:
+    """One reward over some samples of a task: ``rows`` index the task's samples (None = all of them)."""
+
+    name: str
+    params: Mapping[str, ParamValue]
+    rows: Sequence[int] | None = None
+
+
+@dataclass(frozen=True)
+class Task:
+    """What one worker call gets: the samples (completions and the field columns the parts read), and the parts."""
+
+    completions: list[str]
+    fields: Mapping[str, list[str]]
+    parts: Sequence[Part]
+
+
+@dataclass(frozen=True)
+class PartResult:
+    """A part's scores (one per row of the part) and the time the worker spent on it."""
+
+    result: BatchResult
+    elapsed_ms: float
 
 
 def init_worker(worker_settings: settings.WorkerSettings) -> None:
@@ -19,21 +57,65 @@ def init_worker(worker_settings: settings.WorkerSettings) -> None:
     import reward_server.rewards  # noqa: F401 - registers the rewards
     from reward_server.rewards.math_equiv import equivalent, warm_math_verify
     from reward_server.sandbox import run_with_timeout
-    from reward_server.stopwords import stop_words
 
-    stop_words("german")
+    warm_rewards()
     # Start this worker's math sandbox now: its first start imports sympy (seconds).
     run_with_timeout(equivalent, "1", "1", timeout=120, warmup=warm_math_verify)
 
 
-def ping(delay: float = 0.0) -> bool:
-    """A no-op task used to make the pool start (and warm) its workers before serving."""
+def warm_rewards() -> None:
+    """Score one tiny batch with every enabled CPU reward (defaults), so that first calls cost nothing extra."""
+    for reward in REGISTRY:
+        if reward.requires_model or reward.score_async is not None or REGISTRY.unavailable_reason(reward.name):
+            continue  # models live in the server process
+        if reward.name == "math_equivalence":
+            continue  # warms its own sandbox (init_worker)
+        try:
+            params = reward.defaults()
+            columns = {p.name: [_WARM_TEXT, "42"] for p in reward.params if p.is_field}
+            reward.score_batch([_WARM_TEXT, "Die Antwort ist 42."], columns, **params)
+        except Exception as exc:  # noqa: BLE001 - a warm-up failure must not stop the worker; the request reports it
+            log.warning("warming reward %s failed: %s", reward.name, exc)
+
+
+def ping(delay: float = 0.0) -> int:
+    """A no-op task that makes the pool start its workers; returns the process id of the worker that ran it."""
     time.sleep(delay)
-    return True
+    return os.getpid()
+
+
+def _columns(reward: Reward, part: Part, fields: Mapping[str, list[str]]) -> dict[str, list[str]]:
+    columns = {}
+    for param in reward.params:
+        if param.is_field:
+            column = fields[str(part.params[param.name])]
+            columns[param.name] = column if part.rows is None else [column[i] for i in part.rows]
+    return columns
+
+
+def run_task(task: Task) -> list[PartResult]:
+    """Score every part of a task, in order; plain data in and out, so it pickles cheaply.
+
+    Example:
+        >>> import reward_server.rewards
+        >>> task = Task(["<answer>42</answer>", "<answer>7</answer>"], {"answer": ["42", "42"]},
+        ...             [Part("xml_correctness", {"reference_field": "answer", "value": 2.0}, rows=[1, 0])])
+        >>> run_task(task)[0].result.scores
+        [0.0, 2.0]
+    """
+    results = []
+    for part in task.parts:
+        reward = REGISTRY.get(part.name)
+        completions = task.completions if part.rows is None else [task.completions[i] for i in part.rows]
+        columns = _columns(reward, part, task.fields)
+        start = time.perf_counter()
+        result = reward.score_batch(completions, columns, **part.params)
+        results.append(PartResult(result, (time.perf_counter() - start) * 1000))
+    return results
 
 
 def run_reward(
     name: str, params: Mapping[str, ParamValue], completions: list[str], columns: Mapping[str, list[str]]
 ) -> BatchResult:
-    """Score one reward over a batch; arguments are plain data so they pickle cheaply."""
+    """Score one reward over a whole batch (``columns`` maps each field param to its values)."""
     return REGISTRY.get(name).score_batch(completions, columns, **params)

@@ -1,0 +1,95 @@
+"""Smoke tests of the benchmark scripts: each runs end to end in its ``--quick`` configuration and writes
+valid JSON with the figures it promises. No timing is asserted (speed is what bench/ measures, not tests)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def run_bench(module: str, tmp_path: Path, *args: str, timeout: float = 600) -> dict:
+    out = tmp_path / f"{module}.json"
+    result = subprocess.run(
+        [sys.executable, "-m", f"bench.{module}", "--quick", "--out", str(out), *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "0"},
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    document = json.loads(out.read_text())
+    assert document["benchmark"] and document["machine"]["cores"] >= 1
+    return document
+
+
+def positive_timing(stats: dict) -> bool:
+    return stats["n"] >= 1 and 0 < stats["min_ms"] <= stats["median_ms"] <= stats["max_ms"]
+
+
+def test_latency(tmp_path):
+    doc = run_bench("bench_latency", tmp_path)
+    assert set(doc["results"]) == {"in_process_seed", "in_process_service", "grpc"}
+    assert all(positive_timing(s) for s in doc["results"].values())
+    assert doc["grpc_vs_in_process_seed"]["ratio_of_medians"] > 0
+    assert set(doc["seed_function_median_ms"]) >= {"tfidf_similarity_reward_func", "levenshtein_reward_func"}
+
+
+def test_throughput(tmp_path):
+    doc = run_bench("bench_throughput", tmp_path)
+    assert [(p["workers"], p["callers"]) for p in doc["grpc"]] == [(1, 1), (1, 2)]
+    assert all(p["calls"] > 0 and p["completions_per_s"] > 0 for p in doc["grpc"])
+    assert doc["in_process_seed"]["completions_per_s"] > 0
+
+
+def test_http_vs_grpc(tmp_path):
+    doc = run_bench("bench_http", tmp_path)
+    assert [row["callers"] for row in doc["results"]] == [1, 2]
+    for row in doc["results"]:
+        assert row["grpc"]["calls"] > 0 and row["http"]["calls"] > 0 and row["grpc_over_http"] > 0
+
+
+def test_growth_writes_json_and_plot(tmp_path):
+    plot = tmp_path / "plot.png"
+    doc = run_bench("bench_growth", tmp_path, "--plot", str(plot))
+    assert [p["completions"] for p in doc["by_batch"]] == [8, 16]
+    assert [p["chars"] for p in doc["by_size"]] == [200, 400]
+    for point in doc["by_batch"] + doc["by_size"]:
+        assert all(positive_timing(point[way]) for way in ("in_process", "http", "grpc"))
+    assert set(doc["by_batch_slopes"]) == {"in_process", "http", "grpc"}
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_rewards_breakdown(tmp_path):
+    doc = run_bench("bench_rewards", tmp_path)
+    assert set(doc["median_ms"]) == set(doc["config"]["rewards"])
+    tfidf = doc["median_ms"]["tfidf_similarity"]
+    assert {"seed_function", "service_main_thread", "service_other_thread", "sklearn_per_group"} <= set(tfidf)
+    assert all(v > 0 for row in doc["median_ms"].values() for v in row.values())
+
+
+@pytest.mark.slow
+def test_grpo_step(tmp_path):
+    doc = run_bench("bench_grpo_step", tmp_path)
+    for mode in ("in_process", "remote", "in_process_async"):
+        assert positive_timing(doc["results"][mode]["step"])
+    # Learning rate 0: every mode sampled the very same completions, step by step.
+    lengths = [doc["results"][mode]["mean_completion_tokens_per_step"] for mode in ("in_process", "remote")]
+    assert lengths[0] == lengths[1] and lengths[0]
+    assert doc["remote_over_in_process"] > 0
+
+
+@pytest.mark.parametrize("module", ["bench.workload", "bench.seed_rewards", "bench.common"])
+def test_doctests_of_the_bench_helpers(module):
+    import doctest
+    import importlib
+
+    failed, attempted = doctest.testmod(importlib.import_module(module))
+    assert attempted > 0 and failed == 0
