@@ -87,6 +87,8 @@ class ServerConfig:
     metrics_host: str = "127.0.0.1"
     #: Log one JSON object per line instead of text.
     log_json: bool = False
+    #: Connections are closed (gracefully) after this long, so clients re-resolve DNS and find new replicas.
+    max_connection_age_s: float = 300.0
 
     def worker_settings(self) -> WorkerSettings:
         return WorkerSettings(math_timeout_s=self.math_timeout_s, sample_timeout_s=self.sample_timeout_s)

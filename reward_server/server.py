@@ -7,14 +7,17 @@ import logging
 import multiprocessing as mp
 import signal
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from reward.v1 import reward_pb2
-from reward_server import worker
-from reward_server.config import ServerConfig
+from reward_server import metrics, worker
+from reward_server.auth import Authenticator
+from reward_server.config import ConfigError, ServerConfig
+from reward_server.interceptors import ServerInterceptor
 from reward_server.models.startup import LoadedModels, load_model_rewards
 from reward_server.registry import REGISTRY, Registry
 from reward_server.scoring import Limits, Scorer
@@ -57,6 +60,18 @@ async def warm_up(executor: Executor, workers: int, timeout: float = 600.0) -> N
         ready.update(await asyncio.gather(*(loop.run_in_executor(executor, worker.ping, 0.05) for _ in range(workers))))
 
 
+def server_credentials(config: ServerConfig) -> grpc.ServerCredentials | None:
+    """TLS credentials from the configured PEM files (mTLS when a client CA is given), or None."""
+    if not config.tls_cert_file:
+        return None
+    try:
+        key, chain = Path(config.tls_key_file).read_bytes(), Path(config.tls_cert_file).read_bytes()
+        client_ca = Path(config.tls_client_ca_file).read_bytes() if config.tls_client_ca_file else None
+    except OSError as exc:
+        raise ConfigError(f"cannot read TLS file: {exc}") from exc
+    return grpc.ssl_server_credentials([(key, chain)], root_certificates=client_ca, require_client_auth=bool(client_ca))
+
+
 class RewardServer:
     """Owns the gRPC server and the worker pool for one process lifetime."""
 
@@ -67,14 +82,27 @@ class RewardServer:
         self.scorer = Scorer(
             registry,
             self.executor,
-            Limits(max_samples=config.max_samples_per_request, max_rewards=config.max_rewards_per_request),
+            Limits(
+                max_samples=config.max_samples_per_request,
+                max_rewards=config.max_rewards_per_request,
+                max_completion_chars=config.max_completion_chars,
+                max_field_chars=config.max_field_chars,
+                max_params_bytes=config.max_params_bytes,
+            ),
         )
         self.health = health.aio.HealthServicer()
+        authenticator = Authenticator.from_file(config.auth_file) if config.auth_file else None
+        self.interceptor = ServerInterceptor(authenticator)
         self.server = grpc.aio.server(
+            interceptors=[self.interceptor],
             options=[
                 ("grpc.max_receive_message_length", config.max_message_bytes),
                 ("grpc.max_send_message_length", config.max_message_bytes),
-            ]
+                # Clients reconnect (and so re-resolve DNS) every few minutes: replicas an autoscaler
+                # adds get traffic from trainers already running. Calls in flight get the grace period.
+                ("grpc.max_connection_age_ms", int(config.max_connection_age_s * 1000)),
+                ("grpc.max_connection_age_grace_ms", int(config.grace_s * 1000)),
+            ],
         )
         add_to_server(RewardServicer(self.scorer, registry, on_broken_pool=self._replace_pool), self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
@@ -82,6 +110,7 @@ class RewardServer:
             names = (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME)
             reflection.enable_server_reflection(names, self.server)
         self.port = 0
+        self.metrics_port: int | None = None
         self.models = LoadedModels()
 
     def _replace_pool(self) -> None:
@@ -97,10 +126,17 @@ class RewardServer:
             self.executor.shutdown(wait=False, cancel_futures=True)
             raise
         await warm_up(self.executor, self.config.workers)
-        self.port = self.server.add_insecure_port(self.config.address)
+        credentials = server_credentials(self.config)
+        if credentials is None:
+            self.port = self.server.add_insecure_port(self.config.address)
+        else:
+            self.port = self.server.add_secure_port(self.config.address, credentials)
         if not self.port:
             raise OSError(f"cannot listen on {self.config.address}")
         await self.server.start()
+        if self.config.metrics_port is not None:
+            metrics.METRICS.register(metrics.ModelCollector(self.models.stats))
+            self.metrics_port = metrics.serve_metrics(self.config.metrics_port, self.config.metrics_host)
         for service in ("", SERVICE_NAME):
             await self.health.set(service, health_pb2.HealthCheckResponse.SERVING)
         host = f"[{self.config.host}]" if ":" in self.config.host else self.config.host
@@ -109,16 +145,27 @@ class RewardServer:
     async def stop(self) -> None:
         """Report NOT_SERVING, let in-flight calls finish within the grace period, then stop."""
         await self.health.enter_graceful_shutdown()
-        await self.server.stop(self.config.grace_s)
+        # stop() refuses new calls at once; in-flight unary calls get the grace period. Health
+        # Watch streams never end by themselves, so they are cancelled once the calls are done.
+        stopping = asyncio.ensure_future(self.server.stop(self.config.grace_s))
+        if not await self.interceptor.drained(self.config.grace_s):
+            log.warning("grace period of %.0f s over with calls still in flight", self.config.grace_s)
+        await self.server.stop(None)
+        await stopping
         await self.models.close()
         self.executor.shutdown(wait=True, cancel_futures=True)
 
 
 async def serve(config: ServerConfig) -> None:
     """Run the server until SIGINT/SIGTERM, then shut down gracefully."""
+    config.validate()
     server = RewardServer(config)
     address = await server.start()
-    print(f"reward-server listening on {address}", flush=True)
+    if server.metrics_port is not None:
+        print(f"reward-server metrics on http://{config.metrics_host}:{server.metrics_port}/metrics", flush=True)
+    scheme = "mTLS" if config.tls_client_ca_file else "TLS" if config.tls_cert_file else "plaintext"
+    auth = f"auth: {config.auth_file}" if config.auth_file else "no auth"
+    print(f"reward-server listening on {address} ({scheme}, {auth})", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
