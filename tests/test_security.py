@@ -10,17 +10,17 @@ from pathlib import Path
 
 import grpc
 import pytest
+from conftest import REPO, start_server, stop_server
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from test_proto import buf_executable
 
-from conftest import REPO, start_server, stop_server
 from reward.v1 import reward_pb2 as pb
 from reward.v1 import reward_pb2_grpc
 from reward_server.auth import token_sha256
-from test_proto import buf_executable
 from trainer_client import RewardClient, RewardServiceError
 
 TOKENS = {"research": "tok-research-8f2c1a", "partner": "tok-partner-77d9e0"}
