@@ -19,7 +19,7 @@ from typing import Any
 
 from reward_server import settings
 from reward_server.errors import FailedPrecondition, InvalidArgument
-from reward_server.sandbox import SampleTimeout, time_budget
+from reward_server.sandbox import SampleTimeout, sample_budgets, time_budget
 
 ParamValue = str | float | bool
 #: Python types a reward param may have, in the order they are tried.
@@ -251,20 +251,20 @@ def sample_reward(name: str, *, alias: str | Sequence[str] = (), **field_params:
         def score_batch(completions: list[str], columns: Mapping[str, list[str]], **params: ParamValue) -> BatchResult:
             field_values = [columns[p] for p in field_params]
             params = _without(params, field_params)
-            budget = settings.current().sample_timeout_s
             result = BatchResult([])
-            for i, completion in enumerate(completions):
-                try:
-                    with time_budget(budget):
+            with sample_budgets(settings.current().sample_timeout_s) as start_sample:
+                for i, completion in enumerate(completions):
+                    try:
+                        start_sample()
                         score = fn(completion, *(col[i] for col in field_values), **params)
-                    result.scores.append(float(score))
-                except SampleTimeout as exc:
-                    result.scores.append(math.nan)
-                    result.notes[i] = str(exc)
-                    result.timeouts += 1
-                except Exception as exc:  # noqa: BLE001 - one bad sample must not fail the batch
-                    result.scores.append(math.nan)
-                    result.notes[i] = f"{type(exc).__name__}: {exc}"
+                        result.scores.append(float(score))
+                    except SampleTimeout as exc:
+                        result.scores.append(math.nan)
+                        result.notes[i] = str(exc)
+                        result.timeouts += 1
+                    except Exception as exc:  # noqa: BLE001 - one bad sample must not fail the batch
+                        result.scores.append(math.nan)
+                        result.notes[i] = f"{type(exc).__name__}: {exc}"
             return result
 
         _register(fn, name, alias, field_params, score_batch, requires_model=False)
