@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from reward_server import settings
+from reward_server.cancellation import RequestCancelled, cancelled
 from reward_server.errors import FailedPrecondition, InvalidArgument
 from reward_server.sandbox import SampleTimeout, sample_budgets, time_budget
 
@@ -254,6 +255,8 @@ def sample_reward(name: str, *, alias: str | Sequence[str] = (), **field_params:
             result = BatchResult([])
             with sample_budgets(settings.current().sample_timeout_s) as start_sample:
                 for i, completion in enumerate(completions):
+                    if cancelled():
+                        raise RequestCancelled(f"{name}: request cancelled after {i} of {len(completions)} samples")
                     try:
                         start_sample()
                         score = fn(completion, *(col[i] for col in field_values), **params)

@@ -11,6 +11,7 @@ a large batch spreads over every worker with scores identical to an unsplit run.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import math
 import time
@@ -20,6 +21,7 @@ from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from reward_server.cancellation import CancelBoard
 from reward_server.errors import InvalidArgument, ResourceExhausted
 from reward_server.registry import BatchResult, ParamValue, Registry, Reward
 from reward_server.worker import Part, PartResult, Task, run_reward, run_task
@@ -239,6 +241,8 @@ class Scorer:
         self._busy = 0
         #: Tasks submitted so far (how finely requests were cut).
         self.tasks_run = 0
+        #: Shared flags that stop the workers of a cancelled call (set by the server with its pool).
+        self.cancel_board: CancelBoard | None = None
 
     @property
     def parallelism(self) -> int:
@@ -304,12 +308,16 @@ class Scorer:
         free = max(1, self.parallelism - self._busy)
         planned = plan_tasks(keys, rates, units, max(1, min(free, int(estimate / MIN_TASK_MS))))
         loop = asyncio.get_running_loop()
+        slot = self.cancel_board.open() if self.cancel_board else None
+        tasks = [dataclasses.replace(_task(p, jobs, completions, columns), cancel_slot=slot) for p in planned]
         self._busy += len(planned)
         self.tasks_run += len(planned)
         try:
-            done = await asyncio.gather(
-                *(loop.run_in_executor(self.executor, run_task, _task(p, jobs, completions, columns)) for p in planned)
-            )
+            done = await asyncio.gather(*(loop.run_in_executor(self.executor, run_task, task) for task in tasks))
+        except asyncio.CancelledError:
+            if slot is not None:  # the workers stop at their next sample
+                self.cancel_board.cancel(slot)
+            raise
         finally:
             self._busy -= len(planned)
         return self._merge(jobs, planned, done, units, len(completions))

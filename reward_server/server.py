@@ -16,6 +16,7 @@ from grpc_reflection.v1alpha import reflection
 from reward.v1 import reward_pb2
 from reward_server import metrics, worker
 from reward_server.auth import Authenticator
+from reward_server.cancellation import CancelBoard
 from reward_server.config import ConfigError, ServerConfig
 from reward_server.interceptors import ServerInterceptor
 from reward_server.models.startup import LoadedModels, load_model_rewards
@@ -28,16 +29,17 @@ log = logging.getLogger(__name__)
 SERVICE_NAME = reward_pb2.DESCRIPTOR.services_by_name["RewardService"].full_name
 
 
-def make_executor(config: ServerConfig) -> Executor:
+def make_executor(config: ServerConfig, board: CancelBoard | None = None) -> Executor:
     """A warm pool: worker processes (spawned, never forked from a gRPC process) or threads."""
+    flags = board.flags if board is not None else None
     if config.workers == 0:
-        worker.init_worker(config.worker_settings())
+        worker.init_worker(config.worker_settings(), flags)
         return ThreadPoolExecutor(max_workers=4, thread_name_prefix="reward")
     return ProcessPoolExecutor(
         max_workers=config.workers,
         mp_context=mp.get_context("spawn"),
         initializer=worker.init_worker,
-        initargs=(config.worker_settings(),),
+        initargs=(config.worker_settings(), flags),
     )
 
 
@@ -78,7 +80,8 @@ class RewardServer:
     def __init__(self, config: ServerConfig, registry: Registry = REGISTRY) -> None:
         self.config = config
         self.registry = registry
-        self.executor = make_executor(config)
+        self.cancel_board = CancelBoard()
+        self.executor = make_executor(config, self.cancel_board)
         self.scorer = Scorer(
             registry,
             self.executor,
@@ -90,6 +93,7 @@ class RewardServer:
                 max_params_bytes=config.max_params_bytes,
             ),
         )
+        self.scorer.cancel_board = self.cancel_board
         self.health = health.aio.HealthServicer()
         authenticator = Authenticator.from_file(config.auth_file) if config.auth_file else None
         self.interceptor = ServerInterceptor(authenticator)
@@ -114,7 +118,7 @@ class RewardServer:
         self.models = LoadedModels()
 
     def _replace_pool(self) -> None:
-        old, self.executor = self.executor, make_executor(self.config)
+        old, self.executor = self.executor, make_executor(self.config, self.cancel_board)
         self.scorer.executor = self.executor
         old.shutdown(wait=False, cancel_futures=True)
 

@@ -16,8 +16,9 @@ import os
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from reward_server import settings
+from reward_server import cancellation, settings
 from reward_server.registry import REGISTRY, BatchResult, ParamValue, Reward
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,8 @@ class Task:
     completions: list[str]
     fields: Mapping[str, list[str]]
     parts: Sequence[Part]
+    #: The request's slot on the cancel board (see ``cancellation``); None = cannot be cancelled.
+    cancel_slot: int | None = None
 
 
 @dataclass(frozen=True)
@@ -51,9 +54,10 @@ class PartResult:
     elapsed_ms: float
 
 
-def init_worker(worker_settings: settings.WorkerSettings) -> None:
+def init_worker(worker_settings: settings.WorkerSettings, cancel_flags: Any = None) -> None:
     """Pool initializer: load the catalogue and warm what the rewards build lazily."""
     settings.configure(worker_settings)
+    cancellation.attach(cancel_flags)
     import reward_server.rewards  # noqa: F401 - registers the rewards
     from reward_server.rewards.math_equiv import equivalent, warm_math_verify
     from reward_server.sandbox import run_with_timeout
@@ -103,15 +107,17 @@ def run_task(task: Task) -> list[PartResult]:
         >>> run_task(task)[0].result.scores
         [0.0, 2.0]
     """
-    results = []
-    for part in task.parts:
-        reward = REGISTRY.get(part.name)
-        completions = task.completions if part.rows is None else [task.completions[i] for i in part.rows]
-        columns = _columns(reward, part, task.fields)
-        start = time.perf_counter()
-        result = reward.score_batch(completions, columns, **part.params)
-        results.append(PartResult(result, (time.perf_counter() - start) * 1000))
-    return results
+    with cancellation.watching(task.cancel_slot):
+        return [_run_part(task, part) for part in task.parts]
+
+
+def _run_part(task: Task, part: Part) -> PartResult:
+    reward = REGISTRY.get(part.name)
+    completions = task.completions if part.rows is None else [task.completions[i] for i in part.rows]
+    columns = _columns(reward, part, task.fields)
+    start = time.perf_counter()
+    result = reward.score_batch(completions, columns, **part.params)
+    return PartResult(result, (time.perf_counter() - start) * 1000)
 
 
 def run_reward(

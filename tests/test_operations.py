@@ -130,3 +130,24 @@ def _until_error(stream):
         yield from stream
     except grpc.RpcError:
         return
+
+
+def test_a_cancelled_request_stops_its_worker(tmp_path) -> None:
+    server = start_server(tmp_path, "--workers", "1")
+    try:
+        stub = server.stub()
+        # ~0.2 s of regex work per sample on one worker: about a minute for the whole request.
+        slow = pb.ScoreRequest(
+            samples=[
+                pb.Sample(completion="<end_working_out><SOLUTION>x</SOLUTION>y" * 150 + str(i)) for i in range(300)
+            ],
+            rewards=[pb.RewardSpec(name="format_exact")],
+        )
+        with pytest.raises(grpc.RpcError) as caught:
+            stub.Score(slow, timeout=2)
+        assert caught.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        # The only worker is free again long before the minute the cancelled request needed.
+        quick = pb.ScoreRequest(samples=[pb.Sample(completion="ok")], rewards=[pb.RewardSpec(name="format_exact")])
+        assert list(stub.Score(quick, timeout=20).results[0].scores) == [0.0]
+    finally:
+        stop_server(server)
