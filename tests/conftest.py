@@ -33,6 +33,10 @@ class RunningServer:
     def log(self) -> str:
         return self.log_path.read_text()
 
+    def score_calls(self) -> int:
+        """Score calls this server has answered (it logs one ``Score request_id=... samples=N`` line per call)."""
+        return len(re.findall(r"Score request_id=\S+ samples=\d+", self.log()))
+
 
 def start_server(tmp_path: Path, *args: str, timeout: float = 90.0, env: dict | None = None) -> RunningServer:
     """Start ``python -m reward_server --port 0 ...`` and wait for its "listening on" line."""

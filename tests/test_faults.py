@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import signal
 import threading
 import time
@@ -12,10 +11,6 @@ from conftest import start_server, stop_server
 from trainer_client import RewardClient
 
 SAMPLES = [{"completion": f"<answer>\n{i}\n</answer>", "fields": {"answer": str(i)}} for i in range(16)]
-
-
-def score_calls(server) -> int:
-    return len(re.findall(r"Score request_id=", server.log()))
 
 
 def test_sigkill_one_of_three_replicas_loses_no_call_and_restart_rejoins(tmp_path) -> None:
@@ -41,7 +36,7 @@ def test_sigkill_one_of_three_replicas_loses_no_call_and_restart_rejoins(tmp_pat
         for caller in callers:
             caller.start()
         time.sleep(3)
-        assert all(score_calls(r) > 0 for r in replicas), "round robin did not reach every replica"
+        assert all(r.score_calls() > 0 for r in replicas), "round robin did not reach every replica"
         victim = replicas[1]
         victim.process.send_signal(signal.SIGKILL)
         victim.process.wait()
@@ -51,9 +46,9 @@ def test_sigkill_one_of_three_replicas_loses_no_call_and_restart_rejoins(tmp_pat
         port = victim.address.rsplit(":", 1)[1]
         replicas[1] = start_server(tmp_path, "--workers", "1", "--port", port)
         deadline = time.monotonic() + 60
-        while score_calls(replicas[1]) < 5 and time.monotonic() < deadline:
+        while replicas[1].score_calls() < 5 and time.monotonic() < deadline:
             time.sleep(0.5)
-        assert score_calls(replicas[1]) >= 5, "the restarted replica took no traffic"
+        assert replicas[1].score_calls() >= 5, "the restarted replica took no traffic"
     finally:
         stop.set()
         for caller in callers:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import re
 import socket
 
 import pytest
@@ -49,10 +48,6 @@ def trl_call(funcs, prompts, completions, **columns):
     return asyncio.run(gather()), metrics
 
 
-def score_calls(server) -> int:
-    return len(re.findall(r"Score request_id=\S+ samples=\d+", server.log()))
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     config = tmp_path_factory.mktemp("adapter") / "server.yaml"
@@ -71,9 +66,9 @@ def test_one_score_call_per_batch_for_all_functions(server, client) -> None:
     funcs = remote_reward_funcs(client, NOTEBOOK_REWARDS)
     assert [f.__name__ for f in funcs] == NOTEBOOK_REWARDS
     answers = ["42", "42", 4, "4"]  # an int column value is sent stringified
-    before = score_calls(server)
+    before = server.score_calls()
     outputs, metrics = trl_call(funcs, PROMPTS, COMPLETIONS, answer=answers)
-    assert score_calls(server) == before + 1
+    assert server.score_calls() == before + 1
     direct = client.score(
         [
             {"prompt": p, "completion": c, "fields": {"answer": str(a)}}
@@ -89,10 +84,10 @@ def test_one_score_call_per_batch_for_all_functions(server, client) -> None:
 
 def test_the_next_batch_is_a_new_call_even_with_equal_content(server, client) -> None:
     funcs = remote_reward_funcs(client, ["xml_integer", "xml_soft_format"])
-    before = score_calls(server)
+    before = server.score_calls()
     first, _ = trl_call(funcs, PROMPTS, COMPLETIONS)
     second, _ = trl_call(funcs, PROMPTS, COMPLETIONS)
-    assert first == second and score_calls(server) == before + 2
+    assert first == second and server.score_calls() == before + 2
 
 
 def test_standard_completions_weights_and_params(server, client) -> None:
