@@ -69,6 +69,11 @@ class Reward:
     #: The model id or path and the device, for model-backed rewards.
     model_id: str = ""
     device: str = ""
+    #: How the batch may be cut across workers without changing a score: "sample" (each sample
+    #: alone), "group" (samples sharing the value of the field named by param ``group_param``
+    #: stay together), or "whole".
+    split: str = "whole"
+    group_param: str = ""
 
     @property
     def param_map(self) -> dict[str, Param]:
@@ -228,10 +233,13 @@ def _register(
     field_params: Mapping[str, str],
     batch: BatchFn,
     requires_model: bool,
+    split: str,
+    group_param: str = "",
 ) -> None:
     summary, docs = _doc_parts(fn)
     aliases = (alias,) if isinstance(alias, str) else tuple(alias)
-    REGISTRY.add(Reward(name, aliases, summary, _params_of(fn, field_params, docs), batch, requires_model))
+    params = _params_of(fn, field_params, docs)
+    REGISTRY.add(Reward(name, aliases, summary, params, batch, requires_model, split=split, group_param=group_param))
 
 
 def _without(params: Mapping[str, ParamValue], field_params: Mapping[str, str]) -> dict[str, ParamValue]:
@@ -270,16 +278,26 @@ def sample_reward(name: str, *, alias: str | Sequence[str] = (), **field_params:
                         result.notes[i] = f"{type(exc).__name__}: {exc}"
             return result
 
-        _register(fn, name, alias, field_params, score_batch, requires_model=False)
+        _register(fn, name, alias, field_params, score_batch, requires_model=False, split="sample")
         return fn
 
     return decorate
 
 
 def batch_reward(
-    name: str, *, alias: str | Sequence[str] = (), requires_model: bool = False, **field_params: str
+    name: str,
+    *,
+    alias: str | Sequence[str] = (),
+    requires_model: bool = False,
+    grouped_by: str | None = None,
+    **field_params: str,
 ) -> Callable:
-    """Register ``fn(completions, *field_columns, **params) -> list[float] | BatchResult``."""
+    """Register ``fn(completions, *field_columns, **params) -> list[float] | BatchResult``.
+
+    ``grouped_by`` names a field param when a sample's score depends only on the samples that
+    share its value of that field (tf-idf per reference): the server may then split the batch
+    across workers by those groups.
+    """
 
     def decorate(fn: Callable[..., list[float] | BatchResult]) -> Callable[..., list[float] | BatchResult]:
         def score_batch(completions: list[str], columns: Mapping[str, list[str]], **params: ParamValue) -> BatchResult:
@@ -293,7 +311,8 @@ def batch_reward(
                 return BatchResult([math.nan] * n, dict.fromkeys(range(n), str(exc)), timeouts=n)
             return out if isinstance(out, BatchResult) else BatchResult([float(s) for s in out])
 
-        _register(fn, name, alias, field_params, score_batch, requires_model)
+        split = "group" if grouped_by else "whole"
+        _register(fn, name, alias, field_params, score_batch, requires_model, split, grouped_by or "")
         return fn
 
     return decorate

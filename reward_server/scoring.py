@@ -89,10 +89,6 @@ def weighted_total(outcomes: Sequence[RewardOutcome], n_samples: int) -> list[fl
 
 # ---------------------------------------------------------------- cutting a request into worker tasks
 
-#: Batch rewards whose score of a sample depends only on the samples sharing its value of one
-#: field (named by the param given here): their work splits across workers by those groups.
-#: (Rewards declared with ``@sample_reward`` split by rows; the registry says which those are.)
-GROUPED_BY: dict[str, str] = {"tfidf_similarity": "reference_field"}
 #: Every sample counts as this many characters on top of its own, for the per-sample overhead.
 SAMPLE_CHARS = 500
 #: Below this estimated cost (ms) a task is not worth its trip to another worker.
@@ -111,8 +107,8 @@ class Split:
 
 
 def split_of(reward: Reward, params: Mapping[str, ParamValue]) -> Split:
-    """How ``reward`` may be split: rewards declared with ``@sample_reward`` score each sample alone, a
-    reward in :data:`GROUPED_BY` needs each group's samples together, any other batch reward runs whole.
+    """How ``reward`` may be split (the registry declares it): rewards declared with ``@sample_reward``
+    score each sample alone, a grouped batch reward needs each group's samples together, others run whole.
 
     Example:
         >>> import reward_server.rewards
@@ -120,10 +116,9 @@ def split_of(reward: Reward, params: Mapping[str, ParamValue]) -> Split:
         >>> [split_of(REGISTRY.get(n), REGISTRY.get(n).defaults()) for n in ("xml_integer", "tfidf_similarity")]
         [Split(kind='sample', field=''), Split(kind='group', field='answer')]
     """
-    if reward.score_batch.__qualname__.startswith("sample_reward."):
-        return Split("sample")
-    param = GROUPED_BY.get(reward.name)
-    return Split("group", str(params[param])) if param else Split("whole")
+    if reward.split == "group":
+        return Split("group", str(params[reward.group_param]))
+    return Split("sample") if reward.split == "sample" else Split("whole")
 
 
 @dataclass

@@ -140,7 +140,9 @@ def group_similarities(groups: Sequence[tuple[Counter[str], Sequence[Counter[str
     ]
 
 
-@batch_reward("tfidf_similarity", alias="tfidf_similarity_reward_func", reference_field="answer")
+@batch_reward(
+    "tfidf_similarity", alias="tfidf_similarity_reward_func", grouped_by="reference_field", reference_field="answer"
+)
 def tfidf_similarity(completions: list[str], references: list[str], *, language: str = "german") -> list[float]:
     """Cosine similarity of TF-IDF vectors fitted per reference on [reference] + that reference's completions.
 
