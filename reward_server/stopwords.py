@@ -6,8 +6,11 @@ a user's own NLTK data (``NLTK_DATA``, ``~/nltk_data``, ...) is preferred when p
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import nltk
 from nltk.corpus import stopwords
@@ -23,6 +26,27 @@ if str(PACKAGED_NLTK_DATA) not in nltk.data.path:
     nltk.data.path.append(str(PACKAGED_NLTK_DATA))
 
 
+@lru_cache(maxsize=1)
+def _corpus() -> Any:
+    """NLTK's stopwords corpus reader, made readable when our copy's folder is refused.
+
+    NLTK (3.10+) refuses data in folders other accounts can write to. A checkout or install made
+    with a group-writable umask would then lose the offline stop word lists; in that case the
+    packaged zip is copied into a private temporary folder and read from there.
+    """
+    try:
+        stopwords.ensure_loaded()
+    except LookupError:
+        private = Path(tempfile.mkdtemp(prefix="reward-server-nltk-")) / "corpora"
+        private.mkdir()
+        copy = private / "stopwords.zip"
+        shutil.copyfile(PACKAGED_NLTK_DATA / "corpora" / "stopwords.zip", copy)
+        copy.chmod(0o600)
+        nltk.data.path.append(str(private.parent))
+        stopwords.ensure_loaded()
+    return stopwords
+
+
 def languages() -> list[str]:
     """Languages with a stop word list.
 
@@ -30,7 +54,7 @@ def languages() -> list[str]:
         >>> "german" in languages()
         True
     """
-    return sorted(stopwords.fileids())
+    return sorted(_corpus().fileids())
 
 
 @lru_cache(maxsize=32)
@@ -47,4 +71,4 @@ def stop_words(language: str) -> tuple[str, ...]:
         raise InvalidArgument(
             f"param 'language': no stop word list for {language!r}; choose one of {', '.join(languages())} or 'none'"
         )
-    return tuple(stopwords.words(language))
+    return tuple(_corpus().words(language))
