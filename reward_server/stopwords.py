@@ -38,7 +38,7 @@ def _corpus() -> Any:
         stopwords.ensure_loaded()
     except LookupError:
         private = Path(tempfile.mkdtemp(prefix="reward-server-nltk-")) / "corpora"
-        private.mkdir()
+        private.mkdir(mode=0o700)  # private whatever the umask: NLTK checks
         copy = private / "stopwords.zip"
         shutil.copyfile(PACKAGED_NLTK_DATA / "corpora" / "stopwords.zip", copy)
         copy.chmod(0o600)
