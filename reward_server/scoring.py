@@ -24,7 +24,7 @@ from typing import Any, Literal
 from reward_server.cancellation import CancelBoard
 from reward_server.errors import InvalidArgument, ResourceExhausted
 from reward_server.registry import BatchResult, ParamValue, Registry, Reward
-from reward_server.worker import Part, PartResult, Task, run_reward, run_task
+from reward_server.worker import Part, PartResult, Task, run_task
 
 log = logging.getLogger(__name__)
 
@@ -281,7 +281,7 @@ class Scorer:
         in_server = [i for i, job in enumerate(jobs) if job.reward.score_async is not None]
         cpu_outcomes, *server_outcomes = await asyncio.gather(
             self._run_cpu([jobs[i] for i in on_cpu], completions, fields),
-            *(self._run(jobs[i], completions, fields) for i in in_server),
+            *(self._run_in_server(jobs[i], completions, fields) for i in in_server),
         )
         outcomes: list[RewardOutcome] = [None] * len(jobs)  # type: ignore[list-item]
         for i, outcome in zip([*on_cpu, *in_server], [*cpu_outcomes, *server_outcomes], strict=True):
@@ -341,21 +341,18 @@ class Scorer:
             log.debug("reward %s: %d samples, %.1f ms of worker time", outcome.name, n, outcome.elapsed_ms)
         return outcomes
 
-    async def _run(self, job: Job, completions: list[str], fields: Sequence[Mapping[str, str]]) -> RewardOutcome:
+    async def _run_in_server(
+        self, job: Job, completions: list[str], fields: Sequence[Mapping[str, str]]
+    ) -> RewardOutcome:
+        """A model-backed reward: awaited in the server process, where its model lives."""
         reward = job.reward
         columns = {p.name: [f[str(job.params[p.name])] for f in fields] for p in reward.params if p.is_field}
         start = time.perf_counter()
-        if reward.score_async is not None:
-            result = await reward.score_async(completions, columns, **job.params)
-        else:
-            loop = asyncio.get_running_loop()
-            result = await loop.run_in_executor(
-                self.executor, run_reward, reward.name, job.params, completions, columns
-            )
+        result = await reward.score_async(completions, columns, **job.params)
         elapsed_ms = (time.perf_counter() - start) * 1000
         _check_length(reward.name, result, len(completions))
         log.debug("reward %s: %d samples in %.1f ms", reward.name, len(completions), elapsed_ms)
-        return RewardOutcome(reward.name, job.weight, result.scores, result.notes, elapsed_ms)
+        return RewardOutcome(reward.name, job.weight, result.scores, result.notes, elapsed_ms, result.timeouts)
 
 
 def _field_columns(jobs: Sequence[Job], fields: Sequence[Mapping[str, str]]) -> dict[str, list[str]]:

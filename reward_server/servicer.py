@@ -201,9 +201,8 @@ def record_metrics(outcomes: list[RewardOutcome], n_samples: int) -> None:
     for outcome in outcomes:
         metrics.REWARD_SECONDS.labels(outcome.name).observe(outcome.elapsed_ms / 1000)
         metrics.SAMPLES.labels(outcome.name).inc(n_samples)
-        timeouts = sum(reason.startswith("timed out") for reason in outcome.notes.values())
-        if timeouts:
-            metrics.TIMEOUTS.labels(outcome.name).inc(timeouts)
+        if outcome.timeouts:
+            metrics.TIMEOUTS.labels(outcome.name).inc(outcome.timeouts)
 
 
 def _params(struct: struct_pb2.Struct) -> dict:

@@ -118,10 +118,3 @@ def _run_part(task: Task, part: Part) -> PartResult:
     start = time.perf_counter()
     result = reward.score_batch(completions, columns, **part.params)
     return PartResult(result, (time.perf_counter() - start) * 1000)
-
-
-def run_reward(
-    name: str, params: Mapping[str, ParamValue], completions: list[str], columns: Mapping[str, list[str]]
-) -> BatchResult:
-    """Score one reward over a whole batch (``columns`` maps each field param to its values)."""
-    return REGISTRY.get(name).score_batch(completions, columns, **params)

@@ -17,6 +17,14 @@ import pytest
 from reward.v1 import reward_pb2_grpc
 
 REPO = Path(__file__).resolve().parent.parent
+#: The seed 002 notebook's reward list, by its function names (the rewards' aliases).
+NOTEBOOK_REWARDS = [
+    "xmlcount_reward_func",
+    "soft_format_reward_func",
+    "strict_format_reward_func",
+    "int_reward_func",
+    "correctness_reward_func",
+]
 
 
 @dataclass
@@ -38,9 +46,19 @@ class RunningServer:
         return len(re.findall(r"Score request_id=\S+ samples=\d+", self.log()))
 
 
-def start_server(tmp_path: Path, *args: str, timeout: float = 90.0, env: dict | None = None) -> RunningServer:
-    """Start ``python -m reward_server --port 0 ...`` and wait for its "listening on" line."""
-    log_path = tmp_path / f"server-{time.monotonic_ns()}.log"
+def start_server(
+    tmp_path: Path, *args: str, config: str | None = None, timeout: float = 90.0, env: dict | None = None
+) -> RunningServer:
+    """Start ``python -m reward_server --port 0 ...`` and wait for its "listening on" line.
+
+    ``config`` is YAML text for a ``--config`` file (written into ``tmp_path``).
+    """
+    stamp = time.monotonic_ns()
+    if config is not None:
+        config_path = tmp_path / f"server-{stamp}.yaml"
+        config_path.write_text(config)
+        args = ("--config", str(config_path), *args)
+    log_path = tmp_path / f"server-{stamp}.log"
     log_file = log_path.open("w")
     process = subprocess.Popen(
         [sys.executable, "-m", "reward_server", "--port", "0", *args],

@@ -46,9 +46,7 @@ def free_port() -> int:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    config = tmp_path_factory.mktemp("client") / "server.yaml"
-    config.write_text("workers: 1\nmath_timeout_s: 1.0\n")
-    running = start_server(config.parent, "--config", str(config))
+    running = start_server(tmp_path_factory.mktemp("client"), config="workers: 1\nmath_timeout_s: 1.0\n")
     yield running
     stop_server(running)
 

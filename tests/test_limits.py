@@ -16,10 +16,10 @@ HANGS = ("\\boxed{(x+1)^{2999}*(x+2)}", "(x+1)^{3000}")
 
 @pytest.fixture(scope="module")
 def strict_server(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("strict")
-    config = tmp / "server.yaml"
-    config.write_text("max_samples_per_request: 5\nmax_message_bytes: 200000\nmath_timeout_s: 1.5\nworkers: 1\n")
-    running = start_server(tmp, "--config", str(config))
+    running = start_server(
+        tmp_path_factory.mktemp("strict"),
+        config="max_samples_per_request: 5\nmax_message_bytes: 200000\nmath_timeout_s: 1.5\nworkers: 1\n",
+    )
     yield running
     stop_server(running)
 

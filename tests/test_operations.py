@@ -22,10 +22,10 @@ PATHOLOGICAL = "<end_working_out><SOLUTION>x</SOLUTION>y" * 500
 
 @pytest.fixture(scope="module")
 def ops_server(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("ops")
-    config = tmp / "server.yaml"
-    config.write_text("sample_timeout_s: 1.0\nworkers: 2\nlog_json: true\nmetrics_port: 0\ngrace_s: 60\n")
-    running = start_server(tmp, "--config", str(config))
+    running = start_server(
+        tmp_path_factory.mktemp("ops"),
+        config="sample_timeout_s: 1.0\nworkers: 2\nlog_json: true\nmetrics_port: 0\ngrace_s: 60\n",
+    )
     yield running
     stop_server(running)
 
@@ -88,9 +88,7 @@ def test_metrics_endpoint(ops_server) -> None:
 
 
 def test_sigterm_drains_in_flight_work_and_exits_zero(tmp_path) -> None:
-    config = tmp_path / "server.yaml"
-    config.write_text("sample_timeout_s: 2.0\nworkers: 1\ngrace_s: 120\n")
-    server = start_server(tmp_path, "--config", str(config))
+    server = start_server(tmp_path, config="sample_timeout_s: 2.0\nworkers: 1\ngrace_s: 120\n")
     try:
         # Three samples that each run into their 2 s budget: a request that takes about 6 s, whatever the load.
         samples = [pb.Sample(completion=PATHOLOGICAL + str(i)) for i in range(3)] + [pb.Sample(completion="ok")]

@@ -17,19 +17,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from conftest import REPO, start_server, stop_server
+from conftest import NOTEBOOK_REWARDS, REPO, start_server, stop_server
 from tiny_models import build_tiny_causal_lm, write_tiny_dataset
 
 from trainer_client import RewardClient
 
 SEED002 = REPO / "configs" / "seed002_qwen2.5-1.5b_gsm8k.yaml"
-NOTEBOOK_REWARDS = [
-    "xmlcount_reward_func",
-    "soft_format_reward_func",
-    "strict_format_reward_func",
-    "int_reward_func",
-    "correctness_reward_func",
-]
 # The seed's five rewards plus one that varies on a random model's output, weighted, so the comparison below
 # compares numbers that differ from sample to sample (the xml rewards score 0 on random text).
 REWARDS = [

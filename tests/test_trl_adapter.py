@@ -8,7 +8,7 @@ import logging
 import socket
 
 import pytest
-from conftest import start_server, stop_server
+from conftest import NOTEBOOK_REWARDS, start_server, stop_server
 
 from trainer_client import RetryPolicy, RewardClient, RewardServiceError, remote_reward_funcs
 from trainer_client.trl_adapter import FAILED_METRIC, RTT_METRIC, SERVER_METRIC
@@ -17,13 +17,6 @@ REASONED = "<reasoning>\nweil\n</reasoning>\n<answer>\n42\n</answer>\n"
 PROMPTS = [[{"role": "user", "content": "6*7?"}]] * 2 + [[{"role": "user", "content": "2+2?"}]] * 2
 COMPLETIONS = [
     [{"role": "assistant", "content": c}] for c in (REASONED, "<answer>41</answer>", "<answer>4</answer>", "")
-]
-NOTEBOOK_REWARDS = [
-    "xmlcount_reward_func",
-    "soft_format_reward_func",
-    "strict_format_reward_func",
-    "int_reward_func",
-    "correctness_reward_func",
 ]
 
 
@@ -50,9 +43,7 @@ def trl_call(funcs, prompts, completions, **columns):
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    config = tmp_path_factory.mktemp("adapter") / "server.yaml"
-    config.write_text("workers: 1\nmath_timeout_s: 1.0\n")
-    running = start_server(config.parent, "--config", str(config))
+    running = start_server(tmp_path_factory.mktemp("adapter"), config="workers: 1\nmath_timeout_s: 1.0\n")
     yield running
     stop_server(running)
 
