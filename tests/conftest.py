@@ -6,8 +6,9 @@ import os
 import re
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -87,6 +88,41 @@ def stop_server(server: RunningServer) -> None:
         except subprocess.TimeoutExpired:
             server.process.kill()
             server.process.wait()
+
+
+def probes_inside_calls(
+    call: Callable[[], object], probe: Callable[[], bool], wanted: int = 5, max_calls: int = 20
+) -> tuple[int, list]:
+    """Run ``call`` again and again in a thread while ``probe`` runs here; count probes that fell inside one call.
+
+    A single big request can finish before a probe lands on a fast machine, so the calls repeat (at most
+    ``max_calls``) until ``wanted`` probes started and ended inside the same call and returned True.
+    Returns that count and every call's result.
+    """
+    state = {"serial": 0, "in_flight": False}
+    results: list = []
+    enough = threading.Event()
+
+    def caller() -> None:
+        for _ in range(max_calls):
+            if enough.is_set():
+                return
+            state["serial"] += 1
+            state["in_flight"] = True
+            results.append(call())
+            state["in_flight"] = False
+
+    worker = threading.Thread(target=caller)
+    worker.start()
+    inside = 0
+    while worker.is_alive() and inside < wanted:
+        before = (state["serial"], state["in_flight"])
+        counts = probe()
+        inside += bool(counts and before[1] and (state["serial"], state["in_flight"]) == before)
+        time.sleep(0.02)
+    enough.set()
+    worker.join()
+    return inside, results
 
 
 @pytest.fixture(scope="session")

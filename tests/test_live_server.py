@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import math
-import threading
-import time
 
 import grpc
 import pytest
+from conftest import probes_inside_calls
 from google.protobuf import struct_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
@@ -169,16 +168,13 @@ def test_health_answers_promptly_during_a_10k_sample_request(server, stub) -> No
     samples = [pb.Sample(completion=REASONED * 3 + str(i), fields=FIELDS) for i in range(10_000)]
     names = ["xml_correctness", "xml_tag_count", "tfidf_similarity", "solution_levenshtein", "format_approximate"]
     request = pb.ScoreRequest(samples=samples, rewards=[pb.RewardSpec(name=n) for n in names])
-    result: dict = {}
-    big = threading.Thread(target=lambda: result.setdefault("response", stub.Score(request, timeout=300)))
-    big.start()
     health = health_pb2_grpc.HealthStub(grpc.insecure_channel(server.address))
-    checks_during = 0
-    while big.is_alive():
+
+    def probe() -> bool:
         reply = health.Check(health_pb2.HealthCheckRequest(service="reward.v1.RewardService"), timeout=1.0)
         assert reply.status == health_pb2.HealthCheckResponse.SERVING
-        checks_during += big.is_alive()
-        time.sleep(0.05)
-    big.join()
-    assert checks_during >= 3, "the big request finished before health was probed; make it bigger"
-    assert all(len(r.scores) == 10_000 for r in result["response"].results)
+        return True
+
+    inside, responses = probes_inside_calls(lambda: stub.Score(request, timeout=300), probe)
+    assert inside >= 5, f"only {inside} health probes fell inside one of {len(responses)} big requests"
+    assert responses and all(len(r.scores) == 10_000 for resp in responses for r in resp.results)

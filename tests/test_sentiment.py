@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import random
 import re
-import threading
-import time
 from pathlib import Path
 
 import grpc
 import pytest
-from conftest import RunningServer, start_server, stop_server
+from conftest import RunningServer, probes_inside_calls, start_server, stop_server
 from google.protobuf import struct_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
@@ -151,28 +149,25 @@ def test_references_are_classified_once_then_served_from_the_cache(sentiment_ser
 
 def test_health_and_cpu_rewards_answer_while_the_model_works(sentiment_server) -> None:
     samples = make_samples(6, 2000, words=(150, 300))
-    result: dict = {}
     request = pb.ScoreRequest(samples=samples, rewards=[pb.RewardSpec(name="sentiment_match")])
-    big = threading.Thread(target=lambda: result.setdefault("r", sentiment_server.stub().Score(request, timeout=300)))
     offset = len(sentiment_server.log())
-    big.start()
     health = health_pb2_grpc.HealthStub(grpc.insecure_channel(sentiment_server.address))
     stub = sentiment_server.stub()
     cpu_request = pb.ScoreRequest(
         samples=[pb.Sample(completion="<answer>\n42\n</answer>", fields={"answer": "42"})],
         rewards=[pb.RewardSpec(name="xml_correctness")],
     )
-    answered_while_busy = 0
-    while big.is_alive():
+
+    def probe() -> bool:
         reply = health.Check(health_pb2.HealthCheckRequest(service="reward.v1.RewardService"), timeout=10)
         assert reply.status == health_pb2.HealthCheckResponse.SERVING
         assert list(stub.Score(cpu_request, timeout=10).results[0].scores) == [2.0]
-        # Counted only when the model was provably still busy: a batch had run and the big call had not returned.
-        answered_while_busy += big.is_alive() and "batch size=" in new_log(sentiment_server, offset)
-        time.sleep(0.05)
-    big.join()
-    assert answered_while_busy >= 3, "the sentiment request finished too soon to probe; make it bigger"
-    assert len(result["r"].results[0].scores) == 2000
+        # Counted only when the model was provably busy: a batch had run while the big call was in flight.
+        return "batch size=" in new_log(sentiment_server, offset)
+
+    inside, responses = probes_inside_calls(lambda: stub.Score(request, timeout=300), probe, wanted=3)
+    assert inside >= 3, f"only {inside} probes answered while one of {len(responses)} sentiment requests ran"
+    assert all(len(r.results[0].scores) == 2000 for r in responses)
 
 
 def test_not_enabled_answers_failed_precondition_naming_the_flag(stub) -> None:
