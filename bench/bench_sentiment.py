@@ -27,12 +27,9 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
-import platform
 import random
 import re
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -47,6 +44,8 @@ sys.path.insert(0, str(REPO))  # run as a script from anywhere, without installi
 
 import grpc  # noqa: E402 - after the path fix above
 
+from bench.common import GRPC_OPTIONS, running  # noqa: E402
+from bench.common import machine as common_machine  # noqa: E402
 from reward.v1 import reward_pb2 as pb  # noqa: E402
 from reward_server.models.synthetic import build_sentiment_classifier, german_text  # noqa: E402
 
@@ -173,28 +172,16 @@ def _figures(sequences: int, total_s: float, latencies: list[float]) -> dict[str
 @contextmanager
 def reward_server(model_dir: Path, device: str, config: Path | None = None) -> Iterator[tuple[str, Path]]:
     """The real server with the sentiment model, on a free loopback port; yields address and log."""
-    log = Path(tempfile.mkstemp(prefix="bench-sentiment-", suffix=".log")[1])
     command = [sys.executable, "-m", "reward_server", "--port", "0", "--workers", "1", "--log-level", "DEBUG"]
     command += ["--enable-sentiment", "--sentiment-model", str(model_dir), "--device", device]
     command += ["--config", str(config)] if config else []
-    with log.open("w") as sink:
-        process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT, cwd=REPO)
-    try:
-        deadline = time.monotonic() + 600
-        while not (match := re.search(r"listening on (\S+)", log.read_text())):
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the reward server did not start:\n{log.read_text()}")
-            time.sleep(0.2)
-        yield match.group(1), log
-    finally:
-        process.terminate()
-        process.wait(60)
+    with running(command, timeout=600) as server:
+        yield server.address, server.log
 
 
 def server_way(address: str, log: Path, callers: int, requests: list[Request]) -> dict[str, Any]:
     """``callers`` concurrent callers (one channel each) share ``requests``; wall time and latencies."""
-    options = [("grpc.max_receive_message_length", 256 << 20), ("grpc.max_send_message_length", 256 << 20)]
-    stubs = [pb_stub(grpc.insecure_channel(address, options=options)) for _ in range(callers)]
+    stubs = [pb_stub(grpc.insecure_channel(address, options=GRPC_OPTIONS)) for _ in range(callers)]
     messages = [_request(c, r) for c, r in requests]
     stubs[0].Score(messages[0], timeout=600)  # warm-up (not counted)
     offset = len(log.read_text())
@@ -295,26 +282,13 @@ def median_of(runs: list[dict], key: str) -> float:
 
 
 def machine(device: str) -> dict[str, Any]:
+    """``bench.common.machine`` plus the torch side: versions and the GPU's name."""
     import torch
     import transformers
 
-    cpu = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if "model name" in line
-        ),
-        platform.processor(),
-    )
-    info = {"cpu": cpu, "cores": os.cpu_count(), "load_average": [round(x, 2) for x in os.getloadavg()]}
-    info |= {"python": platform.python_version(), "torch": torch.__version__, "transformers": transformers.__version__}
+    info = common_machine() | {"torch": torch.__version__, "transformers": transformers.__version__}
     if device.startswith("cuda"):
         info["gpu"] = torch.cuda.get_device_name(torch.device(device))
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True)
-        info["commit"] = commit.stdout.strip()
-    except OSError:  # no git on the machine
-        pass
     return info
 
 
