@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import subprocess
 import sys
 import threading
@@ -78,6 +79,27 @@ def start_server(
         time.sleep(0.1)
     process.kill()
     raise TimeoutError(f"server did not start in {timeout} s:\n{log_path.read_text()}")
+
+
+def run_module(
+    module: str, *args: str, timeout: float = 60, cwd: Path = REPO, env: dict | None = None
+) -> subprocess.CompletedProcess:
+    """``python -m module args`` with its output captured; the repository stays importable from any ``cwd``."""
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})},
+    )
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on (bound, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def stop_server(server: RunningServer) -> None:

@@ -4,26 +4,16 @@ valid JSON with the figures it promises. No timing is asserted (speed is what be
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-
-REPO = Path(__file__).resolve().parent.parent
+from conftest import run_module
 
 
 def run_bench(module: str, tmp_path: Path, *args: str, timeout: float = 600) -> dict:
     out = tmp_path / f"{module}.json"
-    result = subprocess.run(
-        [sys.executable, "-m", f"bench.{module}", "--quick", "--out", str(out), *args],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "0"},
-    )
+    env = {"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "0"}
+    result = run_module(f"bench.{module}", "--quick", "--out", str(out), *args, timeout=timeout, env=env)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     document = json.loads(out.read_text())
     assert document["benchmark"] and document["machine"]["cores"] >= 1

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import math
-import socket
 from concurrent import futures
 
 import grpc
 import pytest
-from conftest import start_server, stop_server
+from conftest import free_port, start_server, stop_server
 
 import reward_server.rewards  # noqa: F401 - registers the catalogue for in-process reference values
 from reward_server.registry import REGISTRY
@@ -35,13 +34,6 @@ def in_process(name: str, completions: list[str], answers: list[str], **params) 
     merged = reward.validate_params(params)
     columns = {p.name: answers for p in reward.params if p.is_field}
     return reward.score_batch(completions, columns, **merged).scores
-
-
-def free_port() -> int:
-    """A loopback port nothing listens on (bound, then released)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

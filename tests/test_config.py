@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
-from conftest import REPO
+from conftest import run_module
 
 from reward_server.config import ConfigError, ServerConfig, load_config
 
@@ -38,12 +35,6 @@ def test_bad_config_names_the_setting(tmp_path, text, needle) -> None:
 def test_cli_reports_bad_config_and_exits_nonzero(tmp_path) -> None:
     path = tmp_path / "c.yaml"
     path.write_text("wrokers: 2\n")
-    result = subprocess.run(
-        [sys.executable, "-m", "reward_server", "--config", str(path)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = run_module("reward_server", "--config", str(path))
     assert result.returncode == 2
     assert "unknown setting 'wrokers' (did you mean 'workers'?)" in result.stderr

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 import yaml
 from accelerate.commands.launch import launch_command_parser
+from conftest import REPO, run_module
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
@@ -30,7 +31,6 @@ from reward_server.cli import build_parser as reward_server_parser
 from trainer_client.recipes import load_recipe
 from trainer_client.train import build_parser as grpo_train_parser
 
-REPO = Path(__file__).resolve().parent.parent
 DOCKERFILE = REPO / "Dockerfile"
 COMPOSE = REPO / "deploy" / "compose.yaml"
 CONSTRAINTS = REPO / "deploy" / "constraints.txt"
@@ -216,12 +216,7 @@ def compose() -> dict:
 
 
 def check_compose_schema(path: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "check_jsonschema", "--builtin-schema", "vendor.compose-spec", str(path)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return run_module("check_jsonschema", "--builtin-schema", "vendor.compose-spec", str(path), timeout=120)
 
 
 def test_compose_file_passes_the_compose_spec_schema() -> None:

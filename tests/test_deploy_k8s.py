@@ -17,6 +17,7 @@ import pytest
 import yaml
 from accelerate.commands.config.config_args import load_config_from_file
 from accelerate.commands.launch import launch_command_parser
+from conftest import REPO
 
 from inference import serve_cli
 from reward_server.auth import Authenticator, token_sha256
@@ -25,7 +26,6 @@ from reward_server.config import load_config
 from trainer_client.recipes import load_recipe
 from trainer_client.train import build_parser as grpo_train_parser
 
-REPO = Path(__file__).resolve().parent.parent
 K8S = REPO / "deploy" / "k8s"
 ACCELERATE = REPO / "deploy" / "accelerate"
 #: Oldest Kubernetes we claim (native gRPC probes are GA since 1.27) and the newest schema bundled.

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import grpc
 import pytest
-from conftest import REPO, RunningServer, start_server, stop_server
+from conftest import REPO, RunningServer, run_module, start_server, stop_server
 
 from reward.v1 import reward_pb2 as pb
 from reward.v1 import reward_pb2_grpc
@@ -91,13 +91,7 @@ def test_pick_first_default_would_pin_every_call_to_one_replica(replicas) -> Non
 
 
 def healthcheck(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "reward_server.healthcheck", *args],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    return run_module("reward_server.healthcheck", *args)
 
 
 def test_healthcheck_reports_serving_replica(replicas) -> None:

@@ -11,12 +11,12 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import time
 import warnings
 from pathlib import Path
 
 import pytest
+from conftest import REPO, run_module
 from tiny_models import build_tiny_causal_lm
 
 from inference.adapters import (
@@ -32,7 +32,6 @@ from inference.report import markdown_table, summarize, write_report
 from inference.vllm_launcher import LaunchPlan
 from inference.watch import CheckpointTracker
 
-REPO = Path(__file__).resolve().parent.parent
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
@@ -64,14 +63,7 @@ _base_models: dict[Path, object] = {}
 
 def lora_serve(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
     """The real ``lora-serve`` command line (same code as the console script)."""
-    return subprocess.run(
-        [sys.executable, "-m", "inference.serve_cli", *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        timeout=120,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-    )
+    return run_module("inference.serve_cli", *args, cwd=cwd, timeout=120)
 
 
 @pytest.fixture(scope="module")

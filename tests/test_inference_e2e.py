@@ -20,13 +20,12 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import RunningServer, start_server, stop_server
+from conftest import REPO, RunningServer, run_module, start_server, stop_server
 from test_inference_adapters import make_adapter
 from tiny_models import build_tiny_causal_lm, write_tiny_dataset
 
 pytestmark = pytest.mark.slow
 
-REPO = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "PYTHONPATH": str(REPO)}
 
 
@@ -198,10 +197,9 @@ def test_lora_eval_with_recipe_writes_jsonl_table_and_png(
     recipe = write_recipe(tmp_path, serving.model, reward_server.address)
     out = tmp_path / "eval"
     models = [str(serving.model), "grpo-run-step1"]
-    result = subprocess.run(
-        [sys.executable, "-m", "inference.eval_cli", "--endpoint", serving.url, "--config", str(recipe),
-         "--models", ",".join(models), "--n", "2", "--temperature", "0", "--out", str(out)],
-        capture_output=True, text=True, cwd=REPO, env=ENV, timeout=300,
+    result = run_module(
+        "inference.eval_cli", "--endpoint", serving.url, "--config", str(recipe),
+        "--models", ",".join(models), "--n", "2", "--temperature", "0", "--out", str(out), timeout=300,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
 
@@ -244,12 +242,11 @@ def test_lora_eval_with_a_plain_dataset_file(serving: Serving, reward_server: Ru
         + json.dumps({"prompt": [{"role": "user", "content": "What is 6 times 7?"}], "answer": "42"}) + "\n"
     )  # fmt: skip
     out = tmp_path / "eval"
-    result = subprocess.run(
-        [sys.executable, "-m", "inference.eval_cli", "--endpoint", serving.url.removeprefix("http://"),
-         "--reward-server", reward_server.address, "--dataset", str(data),
-         "--rewards", "number_check:1.5,xml_tag_count", "--n", "3", "--max-tokens", "8", "--seed", "1",
-         "--out", str(out)],
-        capture_output=True, text=True, cwd=REPO, env=ENV, timeout=300,
+    result = run_module(
+        "inference.eval_cli", "--endpoint", serving.url.removeprefix("http://"),
+        "--reward-server", reward_server.address, "--dataset", str(data),
+        "--rewards", "number_check:1.5,xml_tag_count", "--n", "3", "--max-tokens", "8", "--seed", "1",
+        "--out", str(out), timeout=300,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     records = [json.loads(line) for line in (out / "completions.jsonl").read_text().splitlines()]
@@ -265,10 +262,9 @@ def test_lora_eval_refuses_unknown_reward_before_generating(
 ) -> None:
     data = tmp_path / "prompts.jsonl"
     data.write_text(json.dumps({"prompt": "hi", "answer": "1"}) + "\n")
-    result = subprocess.run(
-        [sys.executable, "-m", "inference.eval_cli", "--endpoint", serving.url, "--reward-server",
-         reward_server.address, "--dataset", str(data), "--rewards", "xml_corectness", "--out", str(tmp_path / "o")],
-        capture_output=True, text=True, cwd=REPO, env=ENV, timeout=120,
+    result = run_module(
+        "inference.eval_cli", "--endpoint", serving.url, "--reward-server", reward_server.address,
+        "--dataset", str(data), "--rewards", "xml_corectness", "--out", str(tmp_path / "o"), timeout=120,
     )  # fmt: skip
     assert result.returncode == 2
     assert "reward 'xml_corectness' is not known to the reward service; closest: xml_correctness" in result.stderr

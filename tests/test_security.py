@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import datetime
 import subprocess
-import sys
 import urllib.request
 from pathlib import Path
 
 import grpc
 import pytest
-from conftest import REPO, start_server, stop_server
+from conftest import run_module, start_server, stop_server
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -124,13 +123,7 @@ def test_team_names_in_logs_and_metrics_and_tokens_nowhere(auth_server) -> None:
 
 
 def test_non_loopback_without_auth_is_refused(tmp_path) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "reward_server", "--host", "0.0.0.0", "--port", "0"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = run_module("reward_server", "--host", "0.0.0.0", "--port", "0")
     assert result.returncode == 2
     assert "refusing to listen on 0.0.0.0 without auth" in result.stderr
 

@@ -5,10 +5,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import socket
 
 import pytest
-from conftest import NOTEBOOK_REWARDS, start_server, stop_server
+from conftest import NOTEBOOK_REWARDS, free_port, start_server, stop_server
 
 from trainer_client import RetryPolicy, RewardClient, RewardServiceError, remote_reward_funcs
 from trainer_client.trl_adapter import FAILED_METRIC, RTT_METRIC, SERVER_METRIC
@@ -112,9 +111,7 @@ def test_record_to_writes_every_scored_batch(server, client, tmp_path) -> None:
 
 
 def test_a_failure_raises_or_returns_none_but_never_zero(caplog) -> None:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        dead = f"127.0.0.1:{sock.getsockname()[1]}"
+    dead = f"127.0.0.1:{free_port()}"
     client = RewardClient(dead, deadline_s=5, retry=RetryPolicy(initial_backoff_s=0.05, max_backoff_s=0.2))
     with pytest.raises(RewardServiceError) as caught:
         trl_call(remote_reward_funcs(client, ["xml_integer"]), ["q"], ["x"])

@@ -35,6 +35,26 @@ def field_text(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, default=str)
 
 
+def json_object(text: str, where: str) -> dict[str, Any]:
+    """One JSON object (a JSONL line); raises InputError naming ``where`` and the problem.
+
+    Example:
+        >>> json_object('{"completion": "4"}', "line 1")
+        {'completion': '4'}
+        >>> json_object("[1]", "line 2")
+        Traceback (most recent call last):
+        ...
+        trainer_client.errors.InputError: line 2: expected a JSON object, got list
+    """
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{where}: not valid JSON ({exc.msg} at column {exc.colno})") from None
+    if not isinstance(value, dict):
+        raise InputError(f"{where}: expected a JSON object, got {type(value).__name__}")
+    return value
+
+
 def message_text(content: Any) -> str:
     """The text of a message's content: a string, or the text parts of a multimodal content list."""
     if isinstance(content, str):

@@ -14,6 +14,7 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
+from trainer_client.convert import json_object
 from trainer_client.errors import InputError, RecipeError
 from trainer_client.recipes import DatasetSection, PromptSection, Recipe
 
@@ -75,13 +76,7 @@ def _read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
         for number, line in enumerate(lines, 1):
             if not line.strip():
                 continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise InputError(f"{path} line {number}: not valid JSON ({exc.msg})") from exc
-            if not isinstance(row, dict):
-                raise InputError(f"{path} line {number}: expected a JSON object, got {type(row).__name__}")
-            yield row
+            yield json_object(line, f"{path} line {number}")
 
 
 def _read_json(path: Path) -> Iterator[dict[str, Any]]:

@@ -31,7 +31,7 @@ import grpc
 import yaml
 
 from trainer_client.client import RetryPolicy, RewardClient
-from trainer_client.convert import RewardInfo, RewardLike, reward_name, reward_spec, to_sample
+from trainer_client.convert import RewardInfo, RewardLike, json_object, reward_name, reward_spec, to_sample
 from trainer_client.errors import InputError, PreflightError, RecipeError, RewardServiceError
 from trainer_client.preflight import check_params, check_service, find_reward
 
@@ -78,12 +78,7 @@ class Summary:
 
 def parse_line(number: int, text: str, needed: Sequence[str]) -> Line:
     """Check one JSONL line and turn it into a :class:`Line`; raises InputError naming the line."""
-    try:
-        record = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InputError(f"line {number}: not valid JSON ({exc.msg} at column {exc.colno})") from None
-    if not isinstance(record, dict):
-        raise InputError(f"line {number}: expected a JSON object, got {type(record).__name__}")
+    record = json_object(text, f"line {number}")
     try:
         to_sample(record, number)  # the same checks the client makes before sending
     except InputError as exc:
