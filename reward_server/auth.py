@@ -14,7 +14,6 @@ The file holds only SHA-256 hashes of tokens, never tokens::
 from __future__ import annotations
 
 import hashlib
-import hmac
 import sys
 import threading
 import time
@@ -100,14 +99,11 @@ class Authenticator:
     """Maps bearer tokens to teams by their hash."""
 
     def __init__(self, teams: list[Team]) -> None:
-        self.teams = teams
         self._by_hash = {t.token_hash: t for t in teams}
 
     def team_for(self, token: str) -> Team | None:
-        digest = token_sha256(token)
-        team = self._by_hash.get(digest)
-        # compare_digest keeps the final comparison constant-time.
-        return team if team is not None and hmac.compare_digest(team.token_hash, digest) else None
+        # Looked up by the token's SHA-256, never by the token: timing reveals nothing about a valid token.
+        return self._by_hash.get(token_sha256(token))
 
     @classmethod
     def from_file(cls, path: str | Path) -> Authenticator:

@@ -56,26 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        config = load_config(
-            args.config,
-            host=args.host,
-            port=args.port,
-            workers=args.workers,
-            log_level=args.log_level,
-            enable_sentiment=args.enable_sentiment,
-            sentiment_model=args.sentiment_model,
-            device=args.device,
-            auth_file=args.auth_file,
-            allow_unauthenticated=args.allow_unauthenticated,
-            tls_cert_file=args.tls_cert_file,
-            tls_key_file=args.tls_key_file,
-            tls_client_ca_file=args.tls_client_ca_file,
-            reflection=args.reflection,
-            metrics_port=args.metrics_port,
-            metrics_host=args.metrics_host,
-            log_json=args.log_json,
-            grace_s=args.grace_s,
-        )
+        # Every flag's dest is the name of its ServerConfig setting; unset flags are None and left to the file.
+        overrides = vars(args)
+        config = load_config(overrides.pop("config"), **overrides)
         config.validate()
     except ConfigError as exc:
         print(f"reward-server: {exc}", file=sys.stderr)

@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from reward_server.settings import WorkerSettings
+from reward_server.settings import Limits, WorkerSettings
 
 
 def _default_workers() -> int:
@@ -33,11 +33,11 @@ class ServerConfig:
     #: Largest request or response accepted, in bytes (gRPC refuses larger ones).
     max_message_bytes: int = 64 * 1024 * 1024
     #: Most samples one Score call may carry.
-    max_samples_per_request: int = 65536
+    max_samples_per_request: int = Limits.max_samples
     #: Most rewards one Score call may name.
-    max_rewards_per_request: int = 64
+    max_rewards_per_request: int = Limits.max_rewards
     #: Hard time limit per math_equivalence sample, in seconds.
-    math_timeout_s: float = 5.0
+    math_timeout_s: float = WorkerSettings.math_timeout_s
     #: Seconds in-flight calls get to finish on shutdown.
     grace_s: float = 30.0
     #: Serve gRPC server reflection (buf curl / grpcurl without a .proto).
@@ -65,13 +65,13 @@ class ServerConfig:
     gil_switch_interval_ms: float = 5.0
 
     #: Largest completion, in characters (larger → RESOURCE_EXHAUSTED naming the sample).
-    max_completion_chars: int = 1_000_000
+    max_completion_chars: int = Limits.max_completion_chars
     #: Largest value of one sample field or prompt turn, in characters.
-    max_field_chars: int = 1_000_000
+    max_field_chars: int = Limits.max_field_chars
     #: Largest params Struct of one reward, in serialized bytes.
-    max_params_bytes: int = 16384
+    max_params_bytes: int = Limits.max_params_bytes
     #: Time budget of one sample of any CPU reward, in seconds (over it: NaN with a note); 0 = none.
-    sample_timeout_s: float = 10.0
+    sample_timeout_s: float = WorkerSettings.sample_timeout_s
     #: YAML file of teams and their token hashes; turns bearer-token auth on (see reward_server.auth).
     auth_file: str | None = None
     #: Accept unauthenticated calls on a non-loopback address (refused otherwise).
@@ -92,6 +92,15 @@ class ServerConfig:
 
     def worker_settings(self) -> WorkerSettings:
         return WorkerSettings(math_timeout_s=self.math_timeout_s, sample_timeout_s=self.sample_timeout_s)
+
+    def limits(self) -> Limits:
+        return Limits(
+            max_samples=self.max_samples_per_request,
+            max_rewards=self.max_rewards_per_request,
+            max_completion_chars=self.max_completion_chars,
+            max_field_chars=self.max_field_chars,
+            max_params_bytes=self.max_params_bytes,
+        )
 
     def validate(self) -> None:
         """Refuse combinations that are unsafe or incomplete, naming the settings involved."""

@@ -52,11 +52,7 @@ class ModelCollector:
         )
         for name, stats in self._stats().items():
             counts = dict(stats.batch_sizes)  # a copy: the event loop thread keeps counting
-            buckets, running = [], 0
-            for bound in MODEL_BATCH_BUCKETS:
-                running += sum(n for size, n in counts.items() if size <= bound)
-                buckets.append((str(bound), running))
-                counts = {size: n for size, n in counts.items() if size > bound}
+            buckets = [(str(b), sum(n for size, n in counts.items() if size <= b)) for b in MODEL_BATCH_BUCKETS]
             buckets.append(("+Inf", stats.batches))
             sizes.add_metric([name], buckets, sum_value=stats.sequences)
             queue.add_metric([name], stats.queued)

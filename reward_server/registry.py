@@ -86,6 +86,10 @@ class Reward:
         """The sample fields this reward reads with the given (validated) params."""
         return [str(params[p.name]) for p in self.params if p.is_field]
 
+    def columns(self, params: Mapping[str, ParamValue], samples: Sequence[Mapping[str, str]]) -> dict[str, list[str]]:
+        """The ``columns`` that ``score_batch``/``score_async`` take: per field param, its field's value per sample."""
+        return {p.name: [s[str(params[p.name])] for s in samples] for p in self.params if p.is_field}
+
     def validate_params(self, given: Mapping[str, Any]) -> dict[str, ParamValue]:
         """Check ``given`` against the declared params; return them merged with defaults."""
         known = self.param_map

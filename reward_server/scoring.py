@@ -11,7 +11,6 @@ a large batch spreads over every worker with scores identical to an unsplit run.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import math
 import time
@@ -24,6 +23,7 @@ from typing import Any, Literal
 from reward_server.cancellation import CancelBoard
 from reward_server.errors import InvalidArgument, ResourceExhausted
 from reward_server.registry import BatchResult, ParamValue, Registry, Reward
+from reward_server.settings import Limits
 from reward_server.worker import Part, PartResult, Task, run_task
 
 log = logging.getLogger(__name__)
@@ -58,17 +58,6 @@ class RewardOutcome:
     elapsed_ms: float
     #: Samples cut off by their time budget.
     timeouts: int = 0
-
-
-@dataclass
-class Limits:
-    """Request-size limits enforced before any work starts."""
-
-    max_samples: int = 65536
-    max_rewards: int = 64
-    max_completion_chars: int = 1_000_000
-    max_field_chars: int = 1_000_000
-    max_params_bytes: int = 16384
 
 
 def weighted_total(outcomes: Sequence[RewardOutcome], n_samples: int) -> list[float]:
@@ -132,7 +121,7 @@ class Planned:
         if rows is None or self.parts.get(job, []) is None:
             self.parts[job] = None
         else:
-            self.parts[job] = [*self.parts.get(job, []), *rows]
+            self.parts.setdefault(job, []).extend(rows)  # in place: a task gets many groups
         self.load += cost
 
 
@@ -227,7 +216,13 @@ class CostModel:
 class Scorer:
     """Validates and scores batches with the rewards of a registry."""
 
-    def __init__(self, registry: Registry, executor: Executor, limits: Limits | None = None) -> None:
+    def __init__(
+        self,
+        registry: Registry,
+        executor: Executor,
+        limits: Limits | None = None,
+        cancel_board: CancelBoard | None = None,
+    ) -> None:
         self.registry = registry
         self.executor = executor
         self.limits = limits or Limits()
@@ -236,8 +231,8 @@ class Scorer:
         self._busy = 0
         #: Tasks submitted so far (how finely requests were cut).
         self.tasks_run = 0
-        #: Shared flags that stop the workers of a cancelled call (set by the server with its pool).
-        self.cancel_board: CancelBoard | None = None
+        #: Shared flags that stop the workers of a cancelled call (the server's, shared with its pool).
+        self.cancel_board = cancel_board
 
     @property
     def parallelism(self) -> int:
@@ -257,6 +252,7 @@ class Scorer:
                 f"{len(fields)} samples in one request; the limit is {self.limits.max_samples} (split the batch)"
             )
         jobs = []
+        checked: set[str] = set()  # a field several rewards read is looked for once
         for index, call in enumerate(calls):
             reward = self.registry.get(call.name)
             weight = 1.0 if call.weight is None else call.weight
@@ -264,6 +260,9 @@ class Scorer:
                 raise InvalidArgument(f"rewards[{index}] ({reward.name}): weight must be finite, got {weight}")
             params = reward.validate_params(call.params)
             for field_name in reward.fields_read(params):
+                if field_name in checked:
+                    continue
+                checked.add(field_name)
                 missing = next((i for i, f in enumerate(fields) if field_name not in f), None)
                 if missing is not None:
                     raise InvalidArgument(
@@ -304,7 +303,7 @@ class Scorer:
         planned = plan_tasks(keys, rates, units, max(1, min(free, int(estimate / MIN_TASK_MS))))
         loop = asyncio.get_running_loop()
         slot = self.cancel_board.open() if self.cancel_board else None
-        tasks = [dataclasses.replace(_task(p, jobs, completions, columns), cancel_slot=slot) for p in planned]
+        tasks = [_task(p, jobs, completions, columns, slot) for p in planned]
         self._busy += len(planned)
         self.tasks_run += len(planned)
         try:
@@ -346,9 +345,8 @@ class Scorer:
     ) -> RewardOutcome:
         """A model-backed reward: awaited in the server process, where its model lives."""
         reward = job.reward
-        columns = {p.name: [f[str(job.params[p.name])] for f in fields] for p in reward.params if p.is_field}
         start = time.perf_counter()
-        result = await reward.score_async(completions, columns, **job.params)
+        result = await reward.score_async(completions, reward.columns(job.params, fields), **job.params)
         elapsed_ms = (time.perf_counter() - start) * 1000
         _check_length(reward.name, result, len(completions))
         log.debug("reward %s: %d samples in %.1f ms", reward.name, len(completions), elapsed_ms)
@@ -370,7 +368,13 @@ def _field_columns(jobs: Sequence[Job], fields: Sequence[Mapping[str, str]]) -> 
     return columns
 
 
-def _task(planned: Planned, jobs: Sequence[Job], completions: list[str], columns: Mapping[str, list[str]]) -> Task:
+def _task(
+    planned: Planned,
+    jobs: Sequence[Job],
+    completions: list[str],
+    columns: Mapping[str, list[str]],
+    cancel_slot: int | None = None,
+) -> Task:
     """The task for one plan: only the samples its parts need, with rows renumbered to match."""
     if any(rows is None for rows in planned.parts.values()):
         needed = None
@@ -380,7 +384,7 @@ def _task(planned: Planned, jobs: Sequence[Job], completions: list[str], columns
             needed = None
     if needed is None:
         parts = [Part(jobs[j].reward.name, jobs[j].params, rows) for j, rows in planned.parts.items()]
-        return Task(completions, columns, parts)
+        return Task(completions, columns, parts, cancel_slot)
     local = {i: k for k, i in enumerate(needed)}
     parts = [
         Part(jobs[j].reward.name, jobs[j].params, None if rows == needed else [local[i] for i in rows or ()])
@@ -390,6 +394,7 @@ def _task(planned: Planned, jobs: Sequence[Job], completions: list[str], columns
         [completions[i] for i in needed],
         {name: [column[i] for i in needed] for name, column in columns.items()},
         parts,
+        cancel_slot,
     )
 
 

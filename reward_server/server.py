@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import multiprocessing as mp
 import signal
@@ -13,27 +14,25 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from reward.v1 import reward_pb2
 from reward_server import metrics, worker
 from reward_server.auth import Authenticator
 from reward_server.cancellation import CancelBoard
 from reward_server.config import ConfigError, ServerConfig
+from reward_server.healthcheck import REWARD_SERVICE
 from reward_server.interceptors import ServerInterceptor
 from reward_server.models.startup import LoadedModels, load_model_rewards
 from reward_server.registry import REGISTRY, Registry
-from reward_server.scoring import Limits, Scorer
+from reward_server.scoring import Scorer
 from reward_server.servicer import RewardServicer, add_to_server
 
 log = logging.getLogger(__name__)
-
-SERVICE_NAME = reward_pb2.DESCRIPTOR.services_by_name["RewardService"].full_name
 
 
 def make_executor(config: ServerConfig, board: CancelBoard | None = None) -> Executor:
     """A warm pool: worker processes (spawned, never forked from a gRPC process) or threads."""
     flags = board.flags if board is not None else None
     if config.workers == 0:
-        worker.init_worker(config.worker_settings(), flags)
+        worker.init_worker(config.worker_settings(), flags, warm_sandbox=False)
         return ThreadPoolExecutor(max_workers=4, thread_name_prefix="reward")
     return ProcessPoolExecutor(
         max_workers=config.workers,
@@ -82,18 +81,7 @@ class RewardServer:
         self.registry = registry
         self.cancel_board = CancelBoard()
         self.executor = make_executor(config, self.cancel_board)
-        self.scorer = Scorer(
-            registry,
-            self.executor,
-            Limits(
-                max_samples=config.max_samples_per_request,
-                max_rewards=config.max_rewards_per_request,
-                max_completion_chars=config.max_completion_chars,
-                max_field_chars=config.max_field_chars,
-                max_params_bytes=config.max_params_bytes,
-            ),
-        )
-        self.scorer.cancel_board = self.cancel_board
+        self.scorer = Scorer(registry, self.executor, config.limits(), self.cancel_board)
         self.health = health.aio.HealthServicer()
         authenticator = Authenticator.from_file(config.auth_file) if config.auth_file else None
         self.interceptor = ServerInterceptor(authenticator)
@@ -111,7 +99,11 @@ class RewardServer:
         add_to_server(RewardServicer(self.scorer, registry, on_broken_pool=self._replace_pool), self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         if config.reflection:
-            names = (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME)
+            names = (
+                REWARD_SERVICE,
+                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                reflection.SERVICE_NAME,
+            )
             reflection.enable_server_reflection(names, self.server)
         self.port = 0
         self.metrics_port: int | None = None
@@ -141,10 +133,9 @@ class RewardServer:
         if self.config.metrics_port is not None:
             metrics.METRICS.register(metrics.ModelCollector(self.models.stats))
             self.metrics_port = metrics.serve_metrics(self.config.metrics_port, self.config.metrics_host)
-        for service in ("", SERVICE_NAME):
+        for service in ("", REWARD_SERVICE):
             await self.health.set(service, health_pb2.HealthCheckResponse.SERVING)
-        host = f"[{self.config.host}]" if ":" in self.config.host else self.config.host
-        return f"{host}:{self.port}"
+        return dataclasses.replace(self.config, port=self.port).address
 
     async def stop(self) -> None:
         """Report NOT_SERVING, let in-flight calls finish within the grace period, then stop."""
@@ -161,8 +152,7 @@ class RewardServer:
 
 
 async def serve(config: ServerConfig) -> None:
-    """Run the server until SIGINT/SIGTERM, then shut down gracefully."""
-    config.validate()
+    """Run the server until SIGINT/SIGTERM, then shut down gracefully (``config`` already validated)."""
     server = RewardServer(config)
     address = await server.start()
     if server.metrics_port is not None:

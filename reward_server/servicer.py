@@ -8,7 +8,6 @@ from __future__ import annotations
 import functools
 import logging
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, TypeVar
@@ -28,7 +27,8 @@ from reward_server.errors import (
 )
 from reward_server.interceptors import REQUEST_ID, pushback
 from reward_server.registry import Param, Registry, Reward
-from reward_server.scoring import Limits, RewardCall, RewardOutcome, Scorer
+from reward_server.scoring import RewardCall, RewardOutcome, Scorer
+from reward_server.settings import Limits
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +116,7 @@ class RewardServicer(reward_pb2_grpc.RewardServiceServicer):
         start = time.perf_counter()
         check_sizes(request, self.scorer.limits)
         # The interceptor has chosen the id (the request's own, x-request-id metadata, or a new one).
-        request_id = request.request_id or (REQUEST_ID.get() if REQUEST_ID.get() != "-" else uuid.uuid4().hex[:16])
+        request_id = REQUEST_ID.get()
         calls = [
             RewardCall(spec.name, spec.weight if spec.HasField("weight") else None, _params(spec.params))
             for spec in request.rewards

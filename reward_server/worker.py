@@ -54,17 +54,23 @@ class PartResult:
     elapsed_ms: float
 
 
-def init_worker(worker_settings: settings.WorkerSettings, cancel_flags: Any = None) -> None:
-    """Pool initializer: load the catalogue and warm what the rewards build lazily."""
+def init_worker(worker_settings: settings.WorkerSettings, cancel_flags: Any = None, warm_sandbox: bool = True) -> None:
+    """Pool initializer: load the catalogue and warm what the rewards build lazily.
+
+    ``warm_sandbox=False`` in thread mode: math sandboxes are per thread, so one started by the
+    thread that calls this would never serve a scoring thread.
+    """
     settings.configure(worker_settings)
     cancellation.attach(cancel_flags)
     import reward_server.rewards  # noqa: F401 - registers the rewards
-    from reward_server.rewards.math_equiv import equivalent, warm_math_verify
-    from reward_server.sandbox import run_with_timeout
 
     warm_rewards()
-    # Start this worker's math sandbox now: its first start imports sympy (seconds).
-    run_with_timeout(equivalent, "1", "1", timeout=120, warmup=warm_math_verify)
+    if warm_sandbox:
+        from reward_server.rewards.math_equiv import equivalent, warm_math_verify
+        from reward_server.sandbox import run_with_timeout
+
+        # Start this worker's math sandbox now: its first start imports sympy (seconds).
+        run_with_timeout(equivalent, "1", "1", timeout=120, warmup=warm_math_verify)
 
 
 def warm_rewards() -> None:
