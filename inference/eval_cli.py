@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import math
 import os
 import sys
 from collections.abc import Mapping, Sequence
@@ -21,6 +20,12 @@ from typing import Any
 
 from inference.generate import ChatEndpoint, GenerationError, SamplingSettings
 from inference.report import markdown_table, summarize, write_report
+from trainer_client.client import RewardClient
+from trainer_client.convert import nan_to_none
+from trainer_client.data import READERS, load_examples
+from trainer_client.errors import InputError, PreflightError, RecipeError, RewardServiceError
+from trainer_client.preflight import check_reward, check_service
+from trainer_client.recipes import load_recipe
 
 PROG = "lora-eval"
 
@@ -92,9 +97,6 @@ def dataset_examples(path: str | Path, *, system: str = "", max_samples: int | N
     failing that, ``question``; every other column (``answer``, ``solution``, ...) becomes a field the rewards
     read. Rows are read by ``trainer_client``'s readers (``.jsonl``, ``.json``, ``.csv``).
     """
-    from trainer_client.data import READERS
-    from trainer_client.errors import InputError
-
     file = Path(path)
     reader = READERS.get(file.suffix.lower())
     if reader is None:
@@ -120,16 +122,11 @@ def dataset_examples(path: str | Path, *, system: str = "", max_samples: int | N
 
 def load_task(args: argparse.Namespace) -> EvalTask:
     """The examples and rewards, from the recipe (``--config``) or the file and ``--rewards`` (``--dataset``)."""
-    from trainer_client.errors import InputError, RecipeError
-
     if args.dataset:
         if not args.rewards:
             raise EvalError("--dataset needs --rewards (e.g. --rewards xml_correctness:2,xml_strict_format)")
         examples = dataset_examples(args.dataset, system=args.system, max_samples=args.max_samples)
         return EvalTask(examples, parse_rewards(args.rewards), args.reward_server or "127.0.0.1:50051", {})
-    from trainer_client.data import load_examples
-    from trainer_client.recipes import load_recipe
-
     try:
         recipe = load_recipe(args.config, args.set)
         examples = load_examples(recipe, split=args.split, max_samples=args.max_samples)
@@ -140,20 +137,12 @@ def load_task(args: argparse.Namespace) -> EvalTask:
     return EvalTask(examples, rewards, target, dict(recipe.training), recipe.prompt.chat_template)
 
 
-def check_rewards(client: Any, rewards: Sequence[Mapping[str, Any]], example: Mapping[str, Any]) -> None:
+def check_rewards(client: RewardClient, rewards: Sequence[Mapping[str, Any]], example: Mapping[str, Any]) -> None:
     """Before generating anything: the service is up, every reward exists with valid params, its fields exist."""
-    from trainer_client.errors import PreflightError
-    from trainer_client.preflight import check_params, check_service, find_reward
-
     try:
         catalogue = check_service(client)
         for spec in rewards:
-            info = find_reward(spec["name"], catalogue)
-            if not info.available:
-                raise PreflightError(
-                    f"reward {spec['name']!r} is not enabled on this server: {info.unavailable_reason}"
-                )
-            check_params(spec["name"], info, spec["params"])
+            info = check_reward(spec["name"], spec["params"], catalogue)
             missing = [f for f in info.fields_read(spec["params"]) if f not in example]
             if missing:
                 have = sorted(k for k in example if k != "prompt")
@@ -197,10 +186,10 @@ async def generate_all(
     return [record for batch in batches for record in batch]
 
 
-async def score_all(client: Any, records: list[dict[str, Any]], rewards: list[dict[str, Any]], batch: int) -> None:
+async def score_all(
+    client: RewardClient, records: list[dict[str, Any]], rewards: list[dict[str, Any]], batch: int
+) -> None:
     """Add ``scores`` (requested reward name → score, None for NaN) and ``total`` to every generated record."""
-    from trainer_client.errors import InputError, RewardServiceError
-
     todo = [r for r in records if "completion" in r]
     for start in range(0, len(todo), batch):
         chunk = todo[start : start + batch]
@@ -209,13 +198,11 @@ async def score_all(client: Any, records: list[dict[str, Any]], rewards: list[di
             result = await client.score_async(samples, rewards)
         except (RewardServiceError, InputError) as exc:
             raise EvalError(f"scoring samples {start}..{start + len(chunk) - 1}: {exc}") from exc
+        scores = {r.requested: nan_to_none(r.scores) for r in result.rewards}
+        totals = nan_to_none(result.total)
         for offset, record in enumerate(chunk):
-            record["scores"] = {r.requested: _none_if_nan(r.scores[offset]) for r in result.rewards}
-            record["total"] = _none_if_nan(result.total[offset])
-
-
-def _none_if_nan(value: float) -> float | None:
-    return None if math.isnan(value) else value
+            record["scores"] = {name: values[offset] for name, values in scores.items()}
+            record["total"] = totals[offset]
 
 
 def write_jsonl(records: Sequence[Mapping[str, Any]], path: Path) -> None:
@@ -272,8 +259,6 @@ def sampling_settings(args: argparse.Namespace, task: EvalTask) -> SamplingSetti
 
 
 async def run(args: argparse.Namespace) -> int:
-    from trainer_client import RewardClient
-
     task = load_task(args)
     settings = sampling_settings(args, task)
     if settings.n < 1 or args.concurrency < 1 or args.score_batch < 1:

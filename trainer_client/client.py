@@ -34,7 +34,6 @@ from trainer_client.convert import (
 from trainer_client.errors import RewardServiceError
 
 SERVICE = pb.DESCRIPTOR.services_by_name["RewardService"].full_name
-_HEALTH_CHECK = "/grpc.health.v1.Health/Check"
 _MAX_MESSAGE = 64 * 1024 * 1024
 
 
@@ -268,15 +267,10 @@ class RewardClient:
         Raises:
             RewardServiceError: the server cannot be reached (or has no health service).
         """
-        from grpc_health.v1 import health_pb2  # the standard health protocol's messages
+        from grpc_health.v1 import health_pb2, health_pb2_grpc  # the standard health protocol
 
-        check = self._channel.unary_unary(
-            _HEALTH_CHECK,
-            request_serializer=health_pb2.HealthCheckRequest.SerializeToString,
-            response_deserializer=health_pb2.HealthCheckResponse.FromString,
-        )
         try:
-            response = check(
+            response = health_pb2_grpc.HealthStub(self._channel).Check(
                 health_pb2.HealthCheckRequest(service=service), timeout=deadline_s, metadata=self._metadata
             )
         except grpc.RpcError as exc:

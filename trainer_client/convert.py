@@ -134,9 +134,7 @@ def reward_spec(reward: RewardLike, index: int = 0) -> pb.RewardSpec:
     params = reward.get("params") or {}
     if not isinstance(params, Mapping):
         raise InputError(f"rewards[{index}] ({reward['name']}): params must be an object, got {params!r}")
-    struct = struct_pb2.Struct()
-    struct.update(dict(params))
-    spec.params.CopyFrom(struct)
+    spec.params.update(dict(params))
     return spec
 
 

@@ -68,16 +68,18 @@ def check_params(name: str, info: RewardInfo, params: Mapping[str, Any]) -> None
             raise PreflightError(f"reward {name!r}: param {key!r} must be a {param.type}, got {value!r}")
 
 
+def check_reward(name: str, params: Mapping[str, Any], catalogue: Sequence[RewardInfo]) -> RewardInfo:
+    """One reward exists, is enabled, and its params fit; its catalogue entry (shared by every CLI's preflight)."""
+    info = find_reward(name, catalogue)
+    if not info.available:
+        raise PreflightError(f"reward {name!r} is not enabled on this server: {info.unavailable_reason}")
+    check_params(name, info, params)
+    return info
+
+
 def check_rewards(recipe: Recipe, catalogue: Sequence[RewardInfo]) -> dict[str, RewardInfo]:
     """Every reward of the recipe exists, is enabled, and its params fit; requested name → catalogue entry."""
-    found = {}
-    for reward in recipe.rewards:
-        info = find_reward(reward.name, catalogue)
-        if not info.available:
-            raise PreflightError(f"reward {reward.name!r} is not enabled on this server: {info.unavailable_reason}")
-        check_params(reward.name, info, reward.params)
-        found[reward.name] = info
-    return found
+    return {reward.name: check_reward(reward.name, reward.params, catalogue) for reward in recipe.rewards}
 
 
 def check_fields(recipe: Recipe, rewards: Mapping[str, RewardInfo], example: Mapping[str, Any]) -> None:

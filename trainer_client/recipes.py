@@ -215,12 +215,11 @@ def _check_value(value: Any, tp: Any, where: str) -> Any:
     """``value`` checked (and ints widened to float) against the annotation ``tp``."""
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
-        errors = []
         for option in typing.get_args(tp):
             try:
                 return _check_value(value, option, where)
-            except RecipeError as exc:
-                errors.append(exc)
+            except RecipeError:
+                pass  # try the next option; the error below names the whole union
         raise RecipeError(f"{where}: expected {_type_name(tp)}, got {type(value).__name__} {value!r}")
     if tp is type(None):
         if value is None:

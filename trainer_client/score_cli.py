@@ -31,9 +31,17 @@ import grpc
 import yaml
 
 from trainer_client.client import RetryPolicy, RewardClient
-from trainer_client.convert import RewardInfo, RewardLike, json_object, reward_name, reward_spec, to_sample
+from trainer_client.convert import (
+    RewardInfo,
+    RewardLike,
+    json_object,
+    nan_to_none,
+    reward_name,
+    reward_spec,
+    to_sample,
+)
 from trainer_client.errors import InputError, PreflightError, RecipeError, RewardServiceError
-from trainer_client.preflight import check_params, check_service, find_reward
+from trainer_client.preflight import check_reward, check_service
 
 TOKEN_ENV = "REWARD_SERVICE_TOKEN"
 TARGET_ENV = "REWARD_SERVICE_TARGET"
@@ -131,16 +139,19 @@ async def score_batch(client: RewardClient, rewards: Sequence[RewardLike], batch
 def write_batch(out: IO[str], batch: list[Line], result, names: Sequence[str], summary: Summary) -> None:
     if result is None:
         return
+    # Each reward's scores looked up once per batch (result[name] is a search), NaN → None for the JSON.
+    columns = {name: result[name] for name in names}
+    shown = {name: nan_to_none(scores) for name, scores in columns.items()}
+    totals = nan_to_none(result.total)
     for i, line in enumerate(batch):
-        scores = {name: result[name][i] for name in names}
         record: dict[str, Any] = {"line": line.number}
         if line.id is not None:
             record["id"] = line.id
-        record["scores"] = {k: None if math.isnan(v) else v for k, v in scores.items()}
-        record["total"] = None if math.isnan(result.total[i]) else result.total[i]
+        record["scores"] = {name: scores[i] for name, scores in shown.items()}
+        record["total"] = totals[i]
         out.write(json.dumps(record, ensure_ascii=False) + "\n")
-        for name, value in scores.items():
-            summary.add(name, value)
+        for name, scores in columns.items():
+            summary.add(name, scores[i])
         summary.add("total", result.total[i])
     out.flush()
     summary.scored += len(batch)
@@ -241,11 +252,9 @@ def needed_fields(rewards: Sequence[Mapping[str, Any]], catalogue: Sequence[Rewa
     """Check rewards against the catalogue; the fields every line must carry."""
     needed: list[str] = []
     for reward in rewards:
-        info = find_reward(reward["name"], catalogue)
-        if not info.available:
-            raise PreflightError(f"reward {reward['name']!r} is not enabled on this server: {info.unavailable_reason}")
-        check_params(reward["name"], info, reward.get("params") or {})
-        needed += [f for f in info.fields_read(reward.get("params")) if f not in needed]
+        params = reward.get("params") or {}
+        info = check_reward(reward["name"], params, catalogue)
+        needed += [f for f in info.fields_read(params) if f not in needed]
     return needed
 
 
@@ -306,14 +315,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except PreflightError as exc:
         print(f"reward-score: {exc}", file=sys.stderr)
         return 1
+    source: IO[str] | None = None
     total = None
-    if args.input != "-":
-        try:
-            with open(args.input, encoding="utf-8") as handle:
-                total = sum(1 for text in handle if text.strip())
-        except OSError as exc:
-            print(f"reward-score: cannot read {args.input}: {exc}", file=sys.stderr)
-            return 2
+    try:
+        source = _open(args.input, "r")
+        if not args.no_progress and source is not sys.stdin:  # the bar's total: count, then rewind (not stdin)
+            total = sum(1 for text in source if text.strip())
+            source.seek(0)
+    except OSError as exc:
+        if source is not None:
+            source.close()
+        print(f"reward-score: cannot read {args.input}: {exc}", file=sys.stderr)
+        return 2
     progress = None
     if not args.no_progress:
         from tqdm import tqdm
@@ -325,7 +338,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if progress is not None:
             progress.update(1)
 
-    source, out = _open(args.input, "r"), _open(args.output, "w")
+    out = _open(args.output, "w")
     code = 0
     try:
         asyncio.run(

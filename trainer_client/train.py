@@ -20,7 +20,7 @@ from typing import Any
 
 from trainer_client.data import load_examples
 from trainer_client.errors import InputError, PreflightError, RecipeError, RewardServiceError
-from trainer_client.preflight import make_client, preflight
+from trainer_client.preflight import check_fields, make_client, preflight
 from trainer_client.recipes import Recipe, load_recipe
 from trainer_client.trl_adapter import remote_reward_funcs
 
@@ -108,7 +108,7 @@ def load_tokenizer(recipe: Recipe) -> Any:
     return tokenizer
 
 
-def build_trainer(recipe: Recipe, examples: list[dict[str, Any]], reward_funcs: list, config: Any = None) -> Any:
+def build_trainer(recipe: Recipe, examples: list[dict[str, Any]], reward_funcs: list, config: Any) -> Any:
     """A GRPOTrainer for the recipe: model by name/path (TRL loads it, per rank), LoRA/QLoRA, remote rewards."""
     from datasets import Dataset
     from trl import GRPOTrainer
@@ -116,7 +116,7 @@ def build_trainer(recipe: Recipe, examples: list[dict[str, Any]], reward_funcs: 
     return GRPOTrainer(
         model=recipe.model.name_or_path,
         reward_funcs=reward_funcs,
-        args=config if config is not None else grpo_config(recipe),
+        args=config,
         train_dataset=Dataset.from_list(examples),
         processing_class=load_tokenizer(recipe),
         peft_config=lora_config(recipe),
@@ -155,7 +155,7 @@ def run(recipe: Recipe, dry_run: bool = False) -> int:
         ", ".join(f"{name}→{info.name}" if name != info.name else name for name, info in rewards.items()),
     )
     examples = load_examples(recipe)
-    preflight(recipe, client, examples[0])  # the fields, now that the columns are known
+    check_fields(recipe, rewards, examples[0])  # the fields, now that the columns are known
     log.info("dataset %s: %d examples", recipe.dataset.path, len(examples))
     funcs = remote_reward_funcs(
         client,

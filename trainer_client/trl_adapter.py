@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import math
 import os
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -117,6 +116,8 @@ class RemoteRewards:
         self.on_error = on_error
         self.fields = list(fields) if fields is not None else None
         self.record_to = rank_path(record_to) if record_to else None
+        if self.record_to is not None:
+            self.record_to.parent.mkdir(parents=True, exist_ok=True)  # once, not per batch
         self.stats = CallStats()
         self._batch: _Batch | None = None
 
@@ -180,10 +181,6 @@ class RemoteRewards:
 
     def _record(self, samples: list[dict[str, Any]], result: ScoreResult, state: Any) -> None:
         """Append the batch and its scores as one JSON line (an audit trail of what was scored)."""
-
-        def clean(xs: Sequence[float]) -> list[float | None]:
-            return [None if math.isnan(x) else x for x in xs]
-
         line = {
             "step": getattr(state, "global_step", None),
             "request_id": result.request_id,
@@ -194,10 +191,9 @@ class RemoteRewards:
                 {"prompt": s["prompt"], "completion": completion_text(s["completion"]), "fields": s["fields"]}
                 for s in samples
             ],
-            "scores": {name: clean(scores) for name, scores in result.as_dict().items()},
-            "total": clean(result.total),
+            "scores": {name: nan_to_none(scores) for name, scores in result.as_dict().items()},
+            "total": nan_to_none(result.total),
         }
-        self.record_to.parent.mkdir(parents=True, exist_ok=True)
         with self.record_to.open("a", encoding="utf-8") as out:
             out.write(json.dumps(line, ensure_ascii=False, default=str) + "\n")
 
