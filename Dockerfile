@@ -97,6 +97,10 @@ ENV PIP_NO_CACHE_DIR=1 \
     PIP_BREAK_SYSTEM_PACKAGES=1 \
     PYTHONUNBUFFERED=1
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
+# The non-root user and its folders in their own layer, before the dependencies, so a code change does not redo them.
+RUN groupadd --gid 10001 app \
+ && useradd --uid 10001 --gid app --create-home --shell /usr/sbin/nologin app \
+ && install -d -o app -g app /checkpoints /home/app/.cache /home/app/.cache/huggingface
 # vLLM's CUDA stack (torch, vllm, triton, nvidia-*, flashinfer, xformers) is frozen at the image's versions: an extra
 # that wants another version fails the build instead of silently replacing what vLLM was built against.
 RUN --mount=type=bind,from=skeleton,source=/src,target=/src,rw \
@@ -106,10 +110,7 @@ RUN --mount=type=bind,from=skeleton,source=/src,target=/src,rw \
  && python3 -m pip install --constraint /tmp/vllm-stack.txt "/src[${INFERENCE_EXTRAS}]" \
  && rm /tmp/vllm-stack.txt
 RUN --mount=type=bind,from=wheel,source=/wheels,target=/wheels \
-    python3 -m pip install --no-deps --force-reinstall /wheels/grpo_rewards-*.whl \
- && groupadd --gid 10001 app \
- && useradd --uid 10001 --gid app --create-home --shell /usr/sbin/nologin app \
- && install -d -o app -g app /checkpoints /home/app/.cache /home/app/.cache/huggingface
+    python3 -m pip install --no-deps --force-reinstall /wheels/grpo_rewards-*.whl
 USER 10001:10001
 WORKDIR /home/app
 EXPOSE 8000

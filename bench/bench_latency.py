@@ -13,32 +13,24 @@ from __future__ import annotations
 
 import statistics
 
-import reward_server.rewards  # noqa: F401 - registers the catalogue for the in-process reference
 from bench import seed_rewards
 from bench.common import (
     GrpcClient,
     base_parser,
     interleaved,
     ratio_summary,
+    service_scores,
     start_reward_server,
     summary,
     write_result,
 )
 from bench.workload import SEED_REWARDS, Batch, make_batch
 from reward_server.config import ServerConfig
-from reward_server.registry import REGISTRY
 
 
 def service_rewards_in_process(batch: Batch) -> list[list[float]]:
     """The service's own reward code run in-process, sequentially (same semantics as the server)."""
-    fields = batch.fields()
-    out = []
-    for name in SEED_REWARDS:
-        reward = REGISTRY.get(name)
-        params = reward.defaults()
-        columns = {p.name: [f[str(params[p.name])] for f in fields] for p in reward.params if p.is_field}
-        out.append(reward.score_batch(batch.completions, columns, **params).scores)
-    return out
+    return list(service_scores(batch.completions, batch.fields(), SEED_REWARDS).values())
 
 
 def per_seed_function(batch: Batch, repeats: int) -> dict[str, float]:

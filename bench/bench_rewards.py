@@ -37,8 +37,7 @@ def on_thread(function: Callable[[], object]) -> Callable[[], object]:
 def service(name: str, batch: Batch) -> Callable[[], object]:
     reward = REGISTRY.get(name)
     params = reward.defaults()
-    fields = batch.fields()
-    columns = {p.name: [f[str(params[p.name])] for f in fields] for p in reward.params if p.is_field}
+    columns = reward.columns(params, batch.fields())
     return lambda: reward.score_batch(batch.completions, columns, **params)
 
 
@@ -83,8 +82,8 @@ def main() -> None:
         times = interleaved(candidates, repeats, warmup=2)
         rows[name] = {key: summary(t)["median_ms"] for key, t in times.items()}
         print(name, rows[name])
-    totals = {key: round(sum(r[key] for r in rows.values()), 3) for key in ("seed_function", "service_main_thread")}
-    totals["service_other_thread"] = round(sum(r["service_other_thread"] for r in rows.values()), 3)
+    keys = ("seed_function", "service_main_thread", "service_other_thread")
+    totals = {key: round(sum(r[key] for r in rows.values()), 3) for key in keys}
     print("total", totals)
     write_result(
         "rewards",

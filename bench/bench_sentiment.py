@@ -34,8 +34,8 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +44,7 @@ sys.path.insert(0, str(REPO))  # run as a script from anywhere, without installi
 
 import grpc  # noqa: E402 - after the path fix above
 
-from bench.common import GRPC_OPTIONS, running  # noqa: E402
+from bench.common import GRPC_OPTIONS, RESULTS, Server, start_reward_server  # noqa: E402
 from bench.common import machine as common_machine  # noqa: E402
 from reward.v1 import reward_pb2 as pb  # noqa: E402
 from reward_server.models.synthetic import build_sentiment_classifier, german_text  # noqa: E402
@@ -169,14 +169,11 @@ def _figures(sequences: int, total_s: float, latencies: list[float]) -> dict[str
 # ---------------------------------------------------------------- the server
 
 
-@contextmanager
-def reward_server(model_dir: Path, device: str, config: Path | None = None) -> Iterator[tuple[str, Path]]:
-    """The real server with the sentiment model, on a free loopback port; yields address and log."""
-    command = [sys.executable, "-m", "reward_server", "--port", "0", "--workers", "1", "--log-level", "DEBUG"]
-    command += ["--enable-sentiment", "--sentiment-model", str(model_dir), "--device", device]
-    command += ["--config", str(config)] if config else []
-    with running(command, timeout=600) as server:
-        yield server.address, server.log
+def reward_server(model_dir: Path, device: str, config: Path | None = None) -> AbstractContextManager[Server]:
+    """The real server with the sentiment model, on a free loopback port, logging each batch it forms (DEBUG)."""
+    extra = ["--log-level", "DEBUG", "--enable-sentiment", "--sentiment-model", str(model_dir), "--device", device]
+    extra += ["--config", str(config)] if config else []
+    return start_reward_server(1, *extra, timeout=600)
 
 
 def server_way(address: str, log: Path, callers: int, requests: list[Request]) -> dict[str, Any]:
@@ -323,7 +320,7 @@ def main(argv: list[str] | None = None) -> int:
     words = tuple(args.words or ((200, 400) if gpu else (60, 100)))
     requests = make_requests(0, n_requests, completions, words)
     seed_requests = requests[: args.seed_requests or (8 if gpu else n_requests)]
-    out = args.out or REPO / "bench" / "results" / f"sentiment_{'gpu' if gpu else 'cpu'}.json"
+    out = args.out or RESULTS / f"sentiment_{'gpu' if gpu else 'cpu'}.json"
 
     with tempfile.TemporaryDirectory(prefix="bench-sentiment-") as tmp:
         model_dir = args.model_dir or Path(tmp) / "bert-base"
@@ -348,7 +345,8 @@ def main(argv: list[str] | None = None) -> int:
             "workload": token_stats(model_dir, requests),
         }
         print(f"workload: {result['workload']}", flush=True)
-        with reward_server(model_dir, args.device, args.server_config) as (address, log):
+        with reward_server(model_dir, args.device, args.server_config) as server:
+            address, log = server.address, server.log
             ways = {"server": lambda: server_way(address, log, callers, requests)}
             if not args.skip_seed:
                 ways["seed"] = lambda: seed_way(model_dir, args.device, seed_requests)

@@ -86,10 +86,9 @@ def machine() -> dict[str, Any]:
     cpuinfo = Path("/proc/cpuinfo")
     lines = cpuinfo.read_text().splitlines() if cpuinfo.exists() else []
     model = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), "")
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True)
     import google.protobuf
 
-    return {
+    info = {
         "cpu": model or platform.processor(),
         "cores": os.cpu_count(),
         "load_average": [round(x, 2) for x in os.getloadavg()],
@@ -97,8 +96,13 @@ def machine() -> dict[str, Any]:
         "platform": platform.platform(),
         "grpcio": grpc.__version__,
         "protobuf": google.protobuf.__version__,
-        "commit": commit.stdout.strip(),
     }
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True)
+        info["commit"] = commit.stdout.strip()
+    except OSError:  # no git on the machine
+        pass
+    return info
 
 
 def write_result(name: str, payload: dict[str, Any], out: Path | None = None) -> Path:
@@ -156,10 +160,13 @@ def running(command: Sequence[str], pattern: str = r"listening on (\S+)", timeou
         log.unlink(missing_ok=True)
 
 
-def start_reward_server(workers: int, *extra: str) -> AbstractContextManager[Server]:
-    """The real reward server (``python -m reward_server``) on a free loopback port."""
+def start_reward_server(workers: int, *extra: str, timeout: float = 120.0) -> AbstractContextManager[Server]:
+    """The real reward server (``python -m reward_server``) on a free loopback port.
+
+    ``extra`` comes last, so it may override the defaults here (``--log-level DEBUG``: argparse keeps the last).
+    """
     command = [sys.executable, "-m", "reward_server", "--port", "0", "--workers", str(workers)]
-    return running([*command, "--log-level", "WARNING", *extra])
+    return running([*command, "--log-level", "WARNING", *extra], timeout=timeout)
 
 
 def start_http_server() -> AbstractContextManager[Server]:
@@ -168,6 +175,22 @@ def start_http_server() -> AbstractContextManager[Server]:
 
 
 # ---------------------------------------------------------------- clients
+
+
+def service_scores(
+    completions: list[str], fields: list[dict[str, str]], rewards: Sequence[str]
+) -> dict[str, list[float]]:
+    """The service's own reward code run in-process: each reward over the batch, one after the other, defaults."""
+    # Imported here: the catalogue loads every reward module (numpy...), which scripts that only call servers skip.
+    import reward_server.rewards  # noqa: F401 - registers the catalogue
+    from reward_server.registry import REGISTRY
+
+    scores = {}
+    for name in rewards:
+        reward = REGISTRY.get(name)
+        params = reward.defaults()
+        scores[name] = reward.score_batch(completions, reward.columns(params, fields), **params).scores
+    return scores
 
 
 def score_request(batch: Batch, rewards: Sequence[str]) -> pb.ScoreRequest:

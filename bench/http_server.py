@@ -22,20 +22,14 @@ import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-import reward_server.rewards  # noqa: F401 - registers the catalogue
-from reward_server.registry import REGISTRY
+from bench.common import service_scores
 
 app = FastAPI()
 
 
 def score(completions: list[str], fields: list[dict[str, str]], rewards: list[str]) -> dict:
     """Every reward over the batch, one after the other, and the per-sample totals (NaN-skipping sums)."""
-    scores = {}
-    for name in rewards:
-        reward = REGISTRY.get(name)
-        params = reward.validate_params({})
-        columns = {p.name: [f[str(params[p.name])] for f in fields] for p in reward.params if p.is_field}
-        scores[name] = reward.score_batch(completions, columns, **params).scores
+    scores = service_scores(completions, fields, rewards)
     totals = [math.fsum(s[i] for s in scores.values() if not math.isnan(s[i])) for i in range(len(completions))]
     return {"rewards": totals, "scores": scores}
 

@@ -14,6 +14,7 @@ import re
 import struct
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +45,6 @@ class Adapter:
     name: str
     path: Path
     rank: int
-    base_model: str | None = None
 
 
 @dataclass(frozen=True)
@@ -227,7 +227,7 @@ def shape_problems(adapter_weights: Path, base_shapes: Mapping[str, list[int]]) 
     return problems
 
 
-def _looks_like_path(text: str) -> bool:
+def looks_like_path(text: str) -> bool:
     """A hub id is ``name`` or ``org/name``; anything else (``./x``, ``/x``, ``a/b/c``) is a path."""
     return text.startswith((".", "/", "~")) or text.count("/") > 1 or (os.sep != "/" and os.sep in text)
 
@@ -249,7 +249,35 @@ def _fingerprint(model_dir: Path) -> str | None:
     return digest.hexdigest()
 
 
-def same_base_model(declared: str, served: str) -> bool:
+@dataclass(frozen=True)
+class ServedModel:
+    """The base model being served, with what the checks read from its files, read once and only when needed.
+
+    Validating several adapters, or every checkpoint ``--watch`` finds, against one ``ServedModel`` reads the
+    model's weight headers and fingerprint once, not once per adapter.
+    """
+
+    #: As vLLM gets it: a local folder or a hub id.
+    name: str
+
+    @classmethod
+    def of(cls, model: str | ServedModel) -> ServedModel:
+        return model if isinstance(model, ServedModel) else cls(model)
+
+    @property
+    def folder(self) -> Path:
+        return Path(self.name).expanduser()
+
+    @cached_property
+    def shapes(self) -> dict[str, list[int]]:
+        return base_model_shapes(self.folder)
+
+    @cached_property
+    def fingerprint(self) -> str | None:
+        return _fingerprint(self.folder.resolve())
+
+
+def same_base_model(declared: str, served: str | ServedModel) -> bool:
     """Whether an adapter's ``base_model_name_or_path`` names the model being served.
 
     Local paths compare by real path, or by content when one is a copy of the other; a hub id matches a local
@@ -263,29 +291,35 @@ def same_base_model(declared: str, served: str) -> bool:
         >>> same_base_model("Qwen/Qwen2.5-0.5B", "/models/hub/models--Qwen--Qwen2.5-0.5B/snapshots/abc")
         True
     """
+    model = ServedModel.of(served)
+    served = model.name
     if declared == served:
         return True
-    declared_path, served_path = Path(declared).expanduser(), Path(served).expanduser()
+    declared_path, served_path = Path(declared).expanduser(), model.folder
     declared_local, served_local = declared_path.exists(), served_path.exists()
     if declared_local and served_local:
         if declared_path.resolve() == served_path.resolve():
             return True
-        fingerprint = _fingerprint(served_path.resolve())
+        fingerprint = model.fingerprint
         return fingerprint is not None and fingerprint == _fingerprint(declared_path.resolve())
-    if _looks_like_path(declared) and _looks_like_path(served):
+    if looks_like_path(declared) and looks_like_path(served):
         # Trained on another machine: only the folder names can be compared.
         return not declared_local and declared_path.name == served_path.name
-    hub_id, local = (declared, served) if not _looks_like_path(declared) else (served, declared)
+    hub_id, local = (declared, served) if not looks_like_path(declared) else (served, declared)
     cache_folder = "models--" + hub_id.replace("/", "--")
-    parts = Path(local).expanduser().resolve().parts if _looks_like_path(local) or Path(local).exists() else ()
+    parts = Path(local).expanduser().resolve().parts if looks_like_path(local) or Path(local).exists() else ()
     return cache_folder in parts or (bool(parts) and parts[-1] == hub_id.rsplit("/", 1)[-1])
 
 
-def validate_adapter(name: str, path: str | Path, base_model: str, *, allow_base_mismatch: bool = False) -> Adapter:
+def validate_adapter(
+    name: str, path: str | Path, base_model: str | ServedModel, *, allow_base_mismatch: bool = False
+) -> Adapter:
     """Check that vLLM can serve the adapter at ``path`` on ``base_model``; raise :class:`AdapterError` if not.
 
-    ``path`` is resolved against the working directory (vLLM would take a relative path for a hub id).
+    ``path`` is resolved against the working directory (vLLM would take a relative path for a hub id). Pass a
+    :class:`ServedModel` when validating several adapters, so the base model's files are read once.
     """
+    served = ServedModel.of(base_model)
     where = f"adapter {name!r} ({path})"
     folder = Path(path).expanduser()
     if not folder.is_dir():
@@ -305,25 +339,24 @@ def validate_adapter(name: str, path: str | Path, base_model: str, *, allow_base
     if weights is None:
         problems.append(f"missing adapter weights ({' or '.join(WEIGHT_FILES)})")
     declared = config.get("base_model_name_or_path") or None
-    if declared and not allow_base_mismatch and not same_base_model(declared, base_model):
+    if declared and not allow_base_mismatch and not same_base_model(declared, served):
         problems.append(
             f"was trained on base model {declared!r} (adapter_config.json base_model_name_or_path), "
-            f"not the served {base_model!r}; pass --allow-base-mismatch if they are the same model"
+            f"not the served {served.name!r}; pass --allow-base-mismatch if they are the same model"
         )
-    served_dir = Path(base_model).expanduser()
-    if weights is not None and weights.suffix == ".safetensors" and served_dir.is_dir() and not problems:
-        shapes = base_model_shapes(served_dir)
-        if shapes:
-            problems.extend(shape_problems(weights, shapes))
+    safetensors = weights is not None and weights.suffix == ".safetensors"
+    if safetensors and served.folder.is_dir() and not problems and served.shapes:
+        problems.extend(shape_problems(weights, served.shapes))
     if problems:
         raise AdapterError([f"{where}: {problem}" for problem in problems])
-    return Adapter(name=name, path=folder, rank=adapter_rank(config), base_model=declared)
+    return Adapter(name=name, path=folder, rank=adapter_rank(config))
 
 
 def validate_adapters(
     specs: Sequence[tuple[str, str | Path]], base_model: str, *, allow_base_mismatch: bool = False
 ) -> list[Adapter]:
     """Validate every ``(name, path)``; raise one :class:`AdapterError` listing the problems of all of them."""
+    served = ServedModel(base_model)
     problems: list[str] = []
     adapters: list[Adapter] = []
     seen: set[str] = set()
@@ -333,7 +366,7 @@ def validate_adapters(
             continue
         seen.add(name)
         try:
-            adapters.append(validate_adapter(name, path, base_model, allow_base_mismatch=allow_base_mismatch))
+            adapters.append(validate_adapter(name, path, served, allow_base_mismatch=allow_base_mismatch))
         except AdapterError as exc:
             problems.extend(exc.problems)
     if problems:

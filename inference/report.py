@@ -118,7 +118,7 @@ def markdown_table(summary: Summary) -> str:
     return "\n".join(lines)
 
 
-def plot(summary: Summary, path: str | Path, title: str = "Reward per model (mean ± std)") -> Path:
+def plot(summary: Summary, path: str | Path) -> Path:
     """A grouped bar chart: one group per reward (and the total), one bar per model, std as error bars."""
     import matplotlib
 
@@ -137,7 +137,7 @@ def plot(summary: Summary, path: str | Path, title: str = "Reward per model (mea
     axes.set_xticks(range(len(columns)), [_header(summary, c) for c in columns], rotation=20, ha="right")
     axes.axhline(0.0, color="black", linewidth=0.6)
     axes.set_ylabel("score")
-    axes.set_title(title)
+    axes.set_title("Reward per model (mean ± std)")
     axes.legend(fontsize="small")
     figure.tight_layout()
     path = Path(path)

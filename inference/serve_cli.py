@@ -15,7 +15,14 @@ import time
 from pathlib import Path
 from types import FrameType
 
-from inference.adapters import AdapterError, adapters_from_run, find_checkpoints, parse_adapter_arg, validate_adapters
+from inference.adapters import (
+    AdapterError,
+    ServedModel,
+    adapters_from_run,
+    find_checkpoints,
+    parse_adapter_arg,
+    validate_adapters,
+)
 from inference.adapters import validate_adapter as _validate_adapter
 from inference.vllm_launcher import LaunchPlan, VLLMError, VLLMServer, free_port, is_cpu_build, resolve_base_model
 from inference.watch import CheckpointTracker, Watcher
@@ -82,10 +89,11 @@ def collect_specs(args: argparse.Namespace) -> list[tuple[str, str | Path]]:
 
 def watch_rank(watch_dir: str, base_model: str, allow_base_mismatch: bool) -> int | None:
     """Largest rank among the valid checkpoints already in the watched folder (to size ``--max-lora-rank``)."""
+    served = ServedModel(base_model)
     ranks = []
     for checkpoint in find_checkpoints(watch_dir):
         try:
-            adapter = _validate_adapter("watch", checkpoint.path, base_model, allow_base_mismatch=allow_base_mismatch)
+            adapter = _validate_adapter("watch", checkpoint.path, served, allow_base_mismatch=allow_base_mismatch)
         except AdapterError:
             continue
         ranks.append(adapter.rank)

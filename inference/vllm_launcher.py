@@ -19,11 +19,10 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
 
 import httpx
 
-from inference.adapters import Adapter, AdapterError, pick_max_lora_rank
+from inference.adapters import Adapter, AdapterError, looks_like_path, pick_max_lora_rank
 
 VLLM_MODULE = "vllm.entrypoints.openai.api_server"
 #: On the CPU build this is the share of host memory vLLM takes for weights and KV cache; its 0.9 default
@@ -76,7 +75,7 @@ def resolve_base_model(base_model: str) -> str:
     path = Path(base_model).expanduser()
     if path.exists():
         return str(path.resolve())
-    if base_model.startswith((".", "/", "~")) or base_model.count("/") > 1:
+    if looks_like_path(base_model):
         raise AdapterError([f"--base-model {base_model}: no such directory (resolved to {path.resolve()})"])
     return base_model
 
@@ -160,22 +159,16 @@ def _die_with_parent() -> None:
 class VLLMServer:
     """A running vLLM OpenAI-compatible server (child process in its own process group)."""
 
-    def __init__(self, plan: LaunchPlan, *, log: IO[str] | None = None) -> None:
+    def __init__(self, plan: LaunchPlan) -> None:
         self.plan = plan
-        self.log = log
         self.process: subprocess.Popen | None = None
 
-    @property
-    def url(self) -> str:
-        return self.plan.url
-
     def start(self) -> None:
-        # Own session: a terminal Ctrl-C reaches lora-serve only, which then stops vLLM in order.
+        # Own session: a terminal Ctrl-C reaches lora-serve only, which then stops vLLM in order. vLLM's output
+        # goes to lora-serve's own stdout and stderr.
         self.process = subprocess.Popen(
             self.plan.command(),
             env=self.plan.env(),
-            stdout=self.log,
-            stderr=subprocess.STDOUT if self.log is not None else None,
             start_new_session=True,
             preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
         )
@@ -192,13 +185,13 @@ class VLLMServer:
                     code = self.process.returncode if self.process else None
                     raise VLLMError(f"vLLM exited with code {code} before it was ready (see its log above)")
                 try:
-                    response = client.get(f"{self.url}/v1/models")
+                    response = client.get(f"{self.plan.url}/v1/models")
                     if response.status_code == 200:
                         return [m["id"] for m in response.json()["data"]]
                 except httpx.HTTPError:
                     pass
                 time.sleep(interval)
-        raise VLLMError(f"vLLM did not answer {self.url}/v1/models within {timeout:.0f} s")
+        raise VLLMError(f"vLLM did not answer {self.plan.url}/v1/models within {timeout:.0f} s")
 
     def stop(self, grace: float = 30.0) -> int | None:
         """SIGTERM vLLM (it stops its engine processes), wait ``grace`` s, then SIGKILL its whole group."""

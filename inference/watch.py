@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 
-from inference.adapters import WEIGHT_FILES, AdapterError, Checkpoint, checkpoint_name, find_checkpoints
+from inference.adapters import WEIGHT_FILES, AdapterError, Checkpoint, ServedModel, checkpoint_name, find_checkpoints
 from inference.adapters import validate_adapter as _validate_adapter
 
 #: Files whose size and modification time identify a version of a checkpoint's adapter.
@@ -41,7 +41,6 @@ class LoadedAdapter:
 
     name: str
     checkpoint: Checkpoint
-    version: Fingerprint
 
 
 @dataclass
@@ -117,7 +116,7 @@ class CheckpointTracker:
         self.done[checkpoint.path] = version
         if name is not None:
             self.taken.add(name)
-            self.loaded.append(LoadedAdapter(name, checkpoint, version))
+            self.loaded.append(LoadedAdapter(name, checkpoint))
 
     def to_unload(self) -> list[LoadedAdapter]:
         """Loaded adapters to drop: a folder that vanished or was superseded, then the oldest beyond ``keep``."""
@@ -146,7 +145,8 @@ class Watcher:
     ) -> None:
         self.tracker = tracker
         self.url = url
-        self.base_model = base_model
+        # Every checkpoint is checked against the same model: its files are read for the first one only.
+        self.base_model = ServedModel(base_model)
         self.max_rank = max_rank
         self.allow_base_mismatch = allow_base_mismatch
         self.say = say
