@@ -24,7 +24,9 @@ from nltk.corpus import stopwords
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.metrics.pairwise import cosine_similarity
 
-import reward_server.stopwords  # noqa: F401 - makes NLTK find the packaged stop word corpus offline
+from reward_server.stopwords import use_packaged_data
+
+use_packaged_data()  # makes NLTK find the packaged stop word corpus offline
 
 # ---------------------------------------------------------------- seeds 000/002: GSM8K XML format
 

@@ -12,18 +12,24 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-import nltk
-from nltk.corpus import stopwords
-
 from reward_server.errors import InvalidArgument
 
 PACKAGED_NLTK_DATA = Path(__file__).parent / "data" / "nltk_data"
 
 
-# Appended, not prepended: a user's own corpus (NLTK_DATA, ~/nltk_data, ...) wins and ours
-# is the offline fallback. NLTK's LazyCorpusLoader then finds the zip as usual.
-if str(PACKAGED_NLTK_DATA) not in nltk.data.path:
-    nltk.data.path.append(str(PACKAGED_NLTK_DATA))
+def use_packaged_data() -> None:
+    """Let NLTK find the packaged corpus: after a user's own NLTK data, as the offline fallback.
+
+    NLTK (which imports scikit-learn and scipy: seconds and ~170 MB) is imported here, not at
+    module level, because the server process imports the reward catalogue only to register it;
+    the stop word lists are read in the worker processes.
+    """
+    import nltk
+
+    # Appended, not prepended: a user's own corpus (NLTK_DATA, ~/nltk_data, ...) wins and ours
+    # is the offline fallback. NLTK's LazyCorpusLoader then finds the zip as usual.
+    if str(PACKAGED_NLTK_DATA) not in nltk.data.path:
+        nltk.data.path.append(str(PACKAGED_NLTK_DATA))
 
 
 @lru_cache(maxsize=1)
@@ -34,6 +40,10 @@ def _corpus() -> Any:
     with a group-writable umask would then lose the offline stop word lists; in that case the
     packaged zip is copied into a private temporary folder and read from there.
     """
+    import nltk
+    from nltk.corpus import stopwords
+
+    use_packaged_data()
     try:
         stopwords.ensure_loaded()
     except LookupError:

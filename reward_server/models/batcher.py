@@ -117,14 +117,14 @@ class ModelWorker:
         """
         call = next(self._calls)
         asked = [*texts, *cached]
+        distinct_cached = dict.fromkeys(cached)
         known: dict[str, Probs] = {}
-        misses = 0
-        for text in dict.fromkeys(cached):
+        for text in distinct_cached:
             probs = self._cache.get(text)
-            if probs is None:
-                misses += 1
-            else:
+            if probs is not None:
                 known[text] = probs
+        hits = len(known)
+        misses = len(distinct_cached) - hits
         wanted = [t for t in dict.fromkeys(asked) if t not in known]
         futures = {t: self._inflight[t] for t in wanted if t in self._inflight}
         new = [t for t in wanted if t not in futures]
@@ -132,24 +132,25 @@ class ModelWorker:
         stats = self.stats
         stats.requests += 1
         stats.texts += len(asked)
-        stats.cache_hits += len(dict.fromkeys(cached)) - misses
+        stats.cache_hits += hits
         stats.cache_misses += misses
         # Every text asked for is a cache hit, newly queued, or a copy of one in this call or in flight.
         stats.deduplicated += len(asked) - len(known) - len(new)
         loop = asyncio.get_running_loop()
         for text in new:
             futures[text] = self._inflight[text] = loop.create_future()
-        log.debug(
-            "%s: call=%d texts=%d cache_hits=%d cache_misses=%d joined=%d new=%d | %s",
-            self.name,
-            call,
-            len(asked),
-            len(dict.fromkeys(cached)) - misses,
-            misses,
-            len(wanted) - len(new),
-            len(new),
-            stats.summary(),
-        )
+        if log.isEnabledFor(logging.DEBUG):  # spares the summary on every call when not logged
+            log.debug(
+                "%s: call=%d texts=%d cache_hits=%d cache_misses=%d joined=%d new=%d | %s",
+                self.name,
+                call,
+                len(asked),
+                hits,
+                misses,
+                len(wanted) - len(new),
+                len(new),
+                stats.summary(),
+            )
         if new:
             # A task of its own, so a caller that goes away cannot strand texts others share.
             task = loop.create_task(self._enqueue(call, new, [futures[t] for t in new]))
@@ -159,7 +160,8 @@ class ModelWorker:
             await asyncio.wait(futures.values())  # unlike gather, never cancels the shared futures
         for text, future in futures.items():
             known[text] = future.result()
-        for text in cached:
+        # One put per distinct text, in order of last occurrence: the cache ends as if each were put in turn.
+        for text in reversed(dict.fromkeys(reversed(cached))):
             self._cache.put(text, known[text])
         return [known[t] for t in texts], [known[t] for t in cached]
 
@@ -254,17 +256,18 @@ class ModelWorker:
             self._settle(item.text, item.future, probs)
         requests = len({item.call for item in batch})
         self.stats.record_batch(len(batch), requests, [len(p) for p in passes])
-        log.debug(
-            "%s: batch size=%d requests=%d passes=%s tokens=%d padded=%d %.1f ms | %s",
-            self.name,
-            len(batch),
-            requests,
-            ",".join(str(len(p)) for p in passes),
-            sum(lengths),
-            sum(len(p) * max(lengths[i] for i in p) for p in passes),
-            (time.perf_counter() - start) * 1000,
-            self.stats.summary(),
-        )
+        if log.isEnabledFor(logging.DEBUG):  # spares the joins, sums and summary on every batch when not logged
+            log.debug(
+                "%s: batch size=%d requests=%d passes=%s tokens=%d padded=%d %.1f ms | %s",
+                self.name,
+                len(batch),
+                requests,
+                ",".join(str(len(p)) for p in passes),
+                sum(lengths),
+                sum(len(p) * max(lengths[i] for i in p) for p in passes),
+                (time.perf_counter() - start) * 1000,
+                self.stats.summary(),
+            )
 
     def _settle(
         self, text: str, future: asyncio.Future[Probs], probs: Probs = (), error: Exception | None = None

@@ -13,6 +13,7 @@ from typing import Any
 from reward_server.config import ConfigError
 from reward_server.models.base import MODEL_REWARDS, BatchSettings, ModelBackedReward, ModelLoadError
 from reward_server.models.batcher import ModelWorker
+from reward_server.models.loading import Classifier, load_classifier, resolve_device
 from reward_server.models.stats import BatcherStats
 from reward_server.registry import REGISTRY, Registry
 
@@ -55,7 +56,7 @@ async def load_model_rewards(
             continue
         model_id = spec.model_id(config)
         try:
-            device = device or await asyncio.to_thread(_resolve_device, config.device)
+            device = device or await asyncio.to_thread(resolve_device, config.device)
             worker = loaded.workers.get((model_id, device))
             if worker is None:
                 worker = ModelWorker(await asyncio.to_thread(_load, model_id, device), settings)
@@ -66,7 +67,6 @@ async def load_model_rewards(
             where = device or config.device
             raise ModelLoadError(f"cannot load model {model_id!r} for reward {spec.reward} on {where}: {exc}") from exc
         reward = next(r for r in registry if r.name == spec.reward)
-        device = worker.classifier.device
         registry.replace(dataclasses.replace(reward, score_async=spec.bind(worker), model_id=model_id, device=device))
     if loaded.workers:
         if not config.gil_switch_interval_ms > 0:
@@ -76,16 +76,8 @@ async def load_model_rewards(
     return loaded
 
 
-def _resolve_device(requested: str) -> str:
-    from reward_server.models.loading import resolve_device
-
-    return resolve_device(requested)
-
-
-def _load(model_id: str, device: str):
+def _load(model_id: str, device: str) -> Classifier:
     """Load the classifier and run one text through it, so the first request pays no warm-up."""
-    from reward_server.models.loading import load_classifier
-
     start = time.perf_counter()
     classifier = load_classifier(model_id, device)
     try:

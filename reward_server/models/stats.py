@@ -19,10 +19,6 @@ class BatcherStats:
         >>> stats.record_batch(size=5, requests=1, passes=[5])
         >>> stats.batches, stats.sequences, stats.forward_passes, dict(stats.batch_sizes)
         (2, 10, 3, {5: 2})
-        >>> sorted(stats.pass_sizes.items())
-        [(2, 1), (3, 1), (5, 1)]
-        >>> stats.mean_batch_size
-        5.0
     """
 
     #: Calls to the worker (one per reward call of a Score request).
@@ -45,8 +41,6 @@ class BatcherStats:
     shared_batches: int = 0
     #: Batch size → how many batches had that size.
     batch_sizes: Counter[int] = field(default_factory=Counter)
-    #: Forward pass size (texts) → how many passes had that size.
-    pass_sizes: Counter[int] = field(default_factory=Counter)
     #: Texts waiting in the queue right now.
     queued: int = 0
 
@@ -57,11 +51,6 @@ class BatcherStats:
         self.forward_passes += len(passes)
         self.shared_batches += requests > 1
         self.batch_sizes[size] += 1
-        self.pass_sizes.update(passes)
-
-    @property
-    def mean_batch_size(self) -> float:
-        return self.sequences / self.batches if self.batches else 0.0
 
     def summary(self) -> str:
         """The counters as ``key=value`` pairs, the form the server logs them in."""

@@ -7,16 +7,21 @@ import Levenshtein
 from reward_server.registry import sample_reward
 
 _BOX = "\\boxed{"
+_DEPTH = {"{": 1, "}": -1}  # brace → change of nesting depth
 
 
-def _boxes(text: str) -> list[tuple[int, str]]:
-    """Every balanced ``\\boxed{...}`` as (start index, content); unbalanced ones are skipped."""
+def _boxes(text: str, begin: int = 0) -> list[tuple[int, str]]:
+    """Every balanced ``\\boxed{...}`` from index ``begin`` on as (start index, content); unbalanced ones are skipped.
+
+    Whether a box is balanced depends only on the text from its start on, so a scan from
+    ``begin`` finds exactly the boxes a full scan finds there.
+    """
     found = []
-    start = text.find(_BOX)
+    start = text.find(_BOX, begin)
     while start != -1:
         depth, i = 1, start + len(_BOX)
         while i < len(text) and depth:
-            depth += {"{": 1, "}": -1}.get(text[i], 0)
+            depth += _DEPTH.get(text[i], 0)
             i += 1
         if depth == 0:
             found.append((start, text[start + len(_BOX) : i - 1]))
@@ -57,7 +62,7 @@ def think_boxed_format(completion: str, *, value: float = 1.0, think_prefilled: 
     if not text.startswith("<think>") or "</think>" not in text:
         return 0.0
     end = text.index("</think>")
-    return value if any(start > end for start, _ in _boxes(text)) else 0.0
+    return value if _boxes(text, end + 1) else 0.0
 
 
 @sample_reward("boxed_accuracy", alias="accuracy_reward_func", reference_field="answer")

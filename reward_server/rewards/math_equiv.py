@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from reward_server import settings
 from reward_server.registry import sample_reward
 from reward_server.rewards.boxed import last_boxed
@@ -27,11 +29,17 @@ def _parse(text: str) -> list:
     return parsed or parse(f"\\boxed{{{text}}}", parsing_timeout=None)
 
 
+# A GRPO batch repeats each reference once per completion: parse it once per sandbox process.
+# Reusing a parse is safe: verify() only reads its inputs (sympy expressions are immutable, and
+# math-verify itself reuses parses through its own small lru_caches).
+_parse_gold = lru_cache(maxsize=256)(_parse)
+
+
 def equivalent(reference: str, answer: str) -> bool:
     """math-verify parse + verify of ``reference`` against ``answer`` (run inside the sandbox)."""
     from math_verify import verify
 
-    gold, target = _parse(reference), _parse(answer)
+    gold, target = _parse_gold(reference), _parse(answer)
     return bool(gold and target and verify(gold, target, timeout_seconds=None))
 
 

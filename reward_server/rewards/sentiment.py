@@ -16,8 +16,6 @@ from reward_server.models.base import ModelBackedReward, ScoreAsync, register_mo
 from reward_server.models.batcher import ModelWorker
 from reward_server.registry import BatchResult, batch_reward
 
-DEFAULT_MODEL = "oliverguhr/german-sentiment-bert"
-
 
 @batch_reward("sentiment_match", alias="sentiment_match_reward_func", requires_model=True, reference_field="answer")
 def sentiment_match(

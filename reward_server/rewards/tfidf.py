@@ -12,14 +12,12 @@ several times cheaper.
 from __future__ import annotations
 
 import re
-import warnings
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from functools import lru_cache
 from itertools import chain
 
 import numpy as np
-from sklearn.feature_extraction.text import TfidfVectorizer
 
 from reward_server.registry import batch_reward
 from reward_server.stopwords import stop_words
@@ -37,18 +35,13 @@ _SEPARATORS = "".join(map(chr, (*range(0x00, 0x09), *range(0x0E, 0x1C))))
 def stop_set(language: str) -> set[str]:
     """The stop words ``TfidfVectorizer(stop_words=NLTK list)`` drops; fails early on an unknown language.
 
+    scikit-learn drops exactly the listed words (it keeps ``frozenset(list)``), so no vectorizer is needed.
+
     Example:
         >>> "und" in stop_set("german"), stop_set("none")
         (True, set())
     """
-    words = stop_words(language)
-    with warnings.catch_warnings():
-        # NLTK lists hold apostrophe forms the default tokenizer splits; harmless.
-        warnings.simplefilter("ignore", UserWarning)
-        vectorizer = TfidfVectorizer(stop_words=list(words) or None)
-        vectorizer.build_analyzer()
-    assert vectorizer.token_pattern == TOKEN_PATTERN and vectorizer.lowercase and not vectorizer.strip_accents
-    return set(vectorizer.get_stop_words() or ())
+    return set(stop_words(language))
 
 
 def term_counts(texts: Sequence[str], language: str = "german") -> list[Counter[str]]:
