@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 
+from reward_server.models.base import BatchSettings
 from reward_server.settings import Limits, WorkerSettings
 
 
@@ -51,15 +52,15 @@ class ServerConfig:
     #: Device of the models: auto (first GPU if any, else cpu), cpu, cuda or cuda:N.
     device: str = "auto"
     #: Per model: most texts per batch, gathered across concurrent requests.
-    model_max_batch_size: int = 128
+    model_max_batch_size: int = BatchSettings.max_batch_size
     #: Per model: most padded tokens in one forward pass (a batch is split to fit).
-    model_max_batch_tokens: int = 65536
+    model_max_batch_tokens: int = BatchSettings.max_batch_tokens
     #: Per model: longest a text waits for its batch to fill, in milliseconds.
-    model_max_wait_ms: float = 5.0
+    model_max_wait_ms: float = BatchSettings.max_wait_ms
     #: Per model: most texts waiting; beyond it calls get RESOURCE_EXHAUSTED.
-    model_max_queue: int = 16384
+    model_max_queue: int = BatchSettings.max_queue
     #: Per model: reference texts whose model output is cached (LRU); 0 = no cache.
-    model_cache_size: int = 16384
+    model_cache_size: int = BatchSettings.cache_size
     #: With a model loaded: Python's GIL switch interval (ms); lower lets the model thread's kernel
     #: launches through sooner while request threads run Python (Python's default is 5).
     gil_switch_interval_ms: float = 5.0
