@@ -20,7 +20,7 @@ PACKAGED_NLTK_DATA = Path(__file__).parent / "data" / "nltk_data"
 def use_packaged_data() -> None:
     """Let NLTK find the packaged corpus: after a user's own NLTK data, as the offline fallback.
 
-    NLTK (which imports scikit-learn and scipy: seconds and ~170 MB) is imported here, not at
+    NLTK (which imports scikit-learn and scipy where installed: seconds, ~170 MB) is imported here, not at
     module level, because the server process imports the reward catalogue only to register it;
     the stop word lists are read in the worker processes.
     """
