@@ -72,8 +72,15 @@ def test_metrics_endpoint(ops_server) -> None:
         ops_server.stub().Score(pb.ScoreRequest(samples=[pb.Sample(completion="x")]))
     line = next(line for line in ops_server.log().splitlines() if "metrics on" in line)
     url = line.split("metrics on ")[1].split()[0].rstrip('"')
-    page = urllib.request.urlopen(url, timeout=10).read().decode()
     score = 'method="/reward.v1.RewardService/Score"'
+    # grpc.aio sends an aborted call's status before the interceptor's bookkeeping runs, so the
+    # caller can scrape before the INVALID_ARGUMENT count exists: read until it is there (at most 10 s).
+    deadline = time.monotonic() + 10
+    while True:
+        page = urllib.request.urlopen(url, timeout=10).read().decode()
+        if f'code="INVALID_ARGUMENT",{score}' in page or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
     assert f'reward_requests_total{{code="OK",{score},team="-"}}' in page
     assert f'reward_requests_total{{code="INVALID_ARGUMENT",{score},team="-"}}' in page
     assert f'reward_request_seconds_bucket{{le="0.005",{score}}}' in page
