@@ -24,6 +24,7 @@ from bench import seed_rewards
 from bench.common import base_parser, interleaved, summary, write_result
 from bench.workload import SEED_REWARDS, Batch, make_batch
 from reward_server.registry import REGISTRY
+from reward_server.registry import Batch as RewardBatch
 from reward_server.stopwords import stop_words
 
 #: One long-lived non-main thread (the time budget arms only on the main thread); a call costs ~0.05 ms more.
@@ -38,7 +39,7 @@ def service(name: str, batch: Batch) -> Callable[[], object]:
     reward = REGISTRY.get(name)
     params = reward.defaults()
     columns = reward.columns(params, batch.fields())
-    return lambda: reward.score_batch(batch.completions, columns, **params)
+    return lambda: reward.score_batch(RewardBatch(batch.completions, columns), **params)
 
 
 def sklearn_per_group(batch: Batch) -> Callable[[], list[float]]:

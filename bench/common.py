@@ -183,13 +183,13 @@ def service_scores(
     """The service's own reward code run in-process: each reward over the batch, one after the other, defaults."""
     # Imported here: the catalogue loads every reward module (numpy...), which scripts that only call servers skip.
     import reward_server.rewards  # noqa: F401 - registers the catalogue
-    from reward_server.registry import REGISTRY
+    from reward_server.registry import REGISTRY, Batch
 
     scores = {}
     for name in rewards:
         reward = REGISTRY.get(name)
         params = reward.defaults()
-        scores[name] = reward.score_batch(completions, reward.columns(params, fields), **params).scores
+        scores[name] = reward.score_batch(Batch(completions, reward.columns(params, fields)), **params).scores
     return scores
 
 

@@ -1,30 +1,30 @@
-"""The reward registry: maps names and aliases to reward definitions.
+"""The reward registry: maps names and aliases to reward definitions (:class:`Reward`).
 
-A reward is declared once, next to its code, with :func:`sample_reward` (a function of one
-completion) or :func:`batch_reward` (a function of the whole batch, e.g. tf-idf, which fits
-per group of samples). The decorators read the function's keyword-only parameters (type
-hints and defaults) and its docstring (first line, ``Args:`` section) so that the code, the
-``ListRewards`` catalogue and the validation of request params cannot drift apart.
+Rewards are declared next to their code with the decorators of :mod:`reward_server.declare`
+(``sample_reward``, ``batch_reward``), which build a :class:`Reward` from the function's
+signature and docstring, so the code, the ``ListRewards`` catalogue and param validation cannot
+drift apart. Plugins (:mod:`reward_server.plugins`) register into a registry the same way.
 """
 
 from __future__ import annotations
 
 import difflib
-import inspect
+import hashlib
 import math
-import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from reward_server import settings
-from reward_server.cancellation import RequestCancelled, cancelled
+from reward.values import value_text
 from reward_server.errors import FailedPrecondition, InvalidArgument
-from reward_server.sandbox import SampleTimeout, sample_budgets, time_budget
 
-ParamValue = str | float | bool
-#: Python types a reward param may have, in the order they are tried.
-PARAM_TYPES: tuple[type, ...] = (bool, float, str)
+ParamValue = str | float | bool | int | tuple[str, ...]
+#: Python types a reward param may have (``tuple`` is a list of strings).
+PARAM_TYPES: tuple[type, ...] = (bool, float, int, str, tuple)
+#: A sample's prompt: plain text (a standard dataset) or chat turns (a conversational one), as TRL passes it.
+Prompt = str | list[dict[str, str]]
+#: What a reward may read besides its field columns: the prompts, the completions' token ids, every field typed.
+READS = frozenset({"prompts", "completion_ids", "fields"})
 
 BatchFn = Callable[..., "BatchResult"]
 
@@ -49,6 +49,51 @@ class BatchResult:
     notes: dict[int, str] = field(default_factory=dict)
     #: How many samples were cut off by their time budget.
     timeouts: int = 0
+    #: Extra text columns the reward logs (name → one value per sample), as TRL's ``log_extra`` takes them.
+    extras: dict[str, list[str]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Batch:
+    """What a reward's batch function sees of the samples it scores (all of a request, or some rows).
+
+    Only what the reward declares it reads (``Reward.reads``) is filled in; the rest stays empty.
+    """
+
+    completions: list[str]
+    #: Field param name (e.g. ``reference_field``) → that field's values as text, one per sample.
+    columns: Mapping[str, list[str]] = field(default_factory=dict)
+    #: Per sample: the prompt, plain text or chat turns (``reads`` "prompts").
+    prompts: Sequence[Prompt] = ()
+    #: Per sample: the completion's token ids (``reads`` "completion_ids").
+    completion_ids: Sequence[Sequence[int]] = ()
+    #: Every field of the samples, with their JSON-typed values, one per sample (``reads`` "fields").
+    fields: Mapping[str, list[Any]] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.completions)
+
+    def take(self, rows: Sequence[int] | None) -> Batch:
+        """The same batch restricted to ``rows`` (None = all of them)."""
+        if rows is None:
+            return self
+        return Batch(
+            [self.completions[i] for i in rows],
+            {k: [v[i] for i in rows] for k, v in self.columns.items()},
+            [self.prompts[i] for i in rows] if self.prompts else (),
+            [self.completion_ids[i] for i in rows] if self.completion_ids else (),
+            {k: [v[i] for i in rows] for k, v in self.fields.items()},
+        )
+
+
+@dataclass
+class SampleScore:
+    """What a ``@sample_reward`` function may return instead of a bare number: the score (None = does not
+    apply, NaN on the wire), extra text columns for this sample, and a note saying why it scored NaN."""
+
+    score: float | None
+    extras: Mapping[str, str] = field(default_factory=dict)
+    note: str = ""
 
 
 @dataclass(frozen=True)
@@ -59,16 +104,24 @@ class Reward:
     aliases: tuple[str, ...]
     description: str
     params: tuple[Param, ...]
-    #: ``fn(completions, columns, **params) -> BatchResult``; columns maps each field
-    #: param name (e.g. ``reference_field``) to that field's values, one per sample.
+    #: ``fn(batch: Batch, **params) -> BatchResult`` (see :class:`Batch`).
     score_batch: BatchFn
     requires_model: bool = False
-    #: For model-backed rewards: ``await score_async(completions, columns, **params)``,
-    #: run in the server process (the model lives there), instead of ``score_batch``.
+    #: For model-backed rewards: ``await score_async(batch, **params)``, run in the server
+    #: process (the model lives there), instead of ``score_batch``.
     score_async: Callable[..., Awaitable[BatchResult]] | None = None
-    #: The model id or path and the device, for model-backed rewards.
+    #: The model id or path, its revision (or content hash), device and dtype, for model-backed rewards.
     model_id: str = ""
     device: str = ""
+    model_revision: str = ""
+    dtype: str = ""
+    #: What the reward reads besides its field columns (a subset of :data:`READS`).
+    reads: frozenset[str] = frozenset()
+    #: Fields every request must carry for this reward, whatever its params (plugins' named columns).
+    required_fields: tuple[str, ...] = ()
+    #: Where the code comes from ("built-in", a module name or a file path) and a hash of it.
+    source: str = "built-in"
+    code_version: str = ""
     #: How the batch may be cut across workers without changing a score: "sample" (each sample
     #: alone), "group" (samples sharing the value of the field named by param ``group_param``
     #: stay together), or "whole".
@@ -84,11 +137,12 @@ class Reward:
 
     def fields_read(self, params: Mapping[str, ParamValue]) -> list[str]:
         """The sample fields this reward reads with the given (validated) params."""
-        return [str(params[p.name]) for p in self.params if p.is_field]
+        named = [str(params[p.name]) for p in self.params if p.is_field]
+        return [*named, *(f for f in self.required_fields if f not in named)]
 
-    def columns(self, params: Mapping[str, ParamValue], samples: Sequence[Mapping[str, str]]) -> dict[str, list[str]]:
-        """The ``columns`` that ``score_batch``/``score_async`` take: per field param, its field's value per sample."""
-        return {p.name: [s[str(params[p.name])] for s in samples] for p in self.params if p.is_field}
+    def columns(self, params: Mapping[str, ParamValue], samples: Sequence[Mapping[str, Any]]) -> dict[str, list[str]]:
+        """The ``Batch.columns`` of ``samples``: per field param, its field's value per sample, as text."""
+        return {p.name: [value_text(s[str(params[p.name])]) for s in samples] for p in self.params if p.is_field}
 
     def validate_params(self, given: Mapping[str, Any]) -> dict[str, ParamValue]:
         """Check ``given`` against the declared params; return them merged with defaults."""
@@ -107,12 +161,20 @@ class Reward:
         return merged
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
 def _coerce(reward: str, param: Param, value: Any) -> ParamValue:
     """Return ``value`` as the param's type, or raise InvalidArgument naming the param."""
+    if param.type is tuple and hasattr(value, "values") and not isinstance(value, Mapping):
+        value = [v.string_value if v.WhichOneof("kind") == "string_value" else v for v in value.values]
     ok = {
         bool: isinstance(value, bool),
-        float: isinstance(value, int | float) and not isinstance(value, bool),
+        float: _is_number(value),
+        int: _is_number(value) and math.isfinite(value) and float(value).is_integer(),
         str: isinstance(value, str),
+        tuple: isinstance(value, list | tuple) and all(isinstance(v, str) for v in value),
     }[param.type]
     if not ok:
         raise InvalidArgument(
@@ -123,12 +185,16 @@ def _coerce(reward: str, param: Param, value: Any) -> ParamValue:
         value = float(value)
         if not math.isfinite(value):
             raise InvalidArgument(f"reward {reward!r}: param {param.name!r} must be finite, got {value}")
+    elif param.type is int:
+        value = int(value)
+    elif param.type is tuple:
+        value = tuple(value)
     if param.is_field and not value:
         raise InvalidArgument(f"reward {reward!r}: param {param.name!r} must name a field")
     return value
 
 
-_TYPE_NAMES = {bool: "bool", float: "number", str: "string"}
+_TYPE_NAMES = {bool: "bool", float: "number", int: "whole number", str: "string", tuple: "list of strings"}
 
 
 def _closest(name: str, candidates: Sequence[str] | Mapping[str, Any]) -> str:
@@ -144,6 +210,7 @@ class Registry:
         self._names: dict[str, str] = {}  # name or alias -> canonical name
         #: Rewards that exist but are switched off, with how to switch them on.
         self._disabled: dict[str, str] = {}
+        self._version: str | None = None  # computed on first use, reset by every change
 
     def add(self, reward: Reward) -> Reward:
         for key in (reward.name, *reward.aliases):
@@ -151,6 +218,7 @@ class Registry:
                 raise ValueError(f"reward name {key!r} registered twice")
             self._names[key] = reward.name
         self._rewards[reward.name] = reward
+        self._version = None
         return reward
 
     def replace(self, reward: Reward) -> None:
@@ -159,6 +227,7 @@ class Registry:
         assert old.aliases == reward.aliases, "replace() must keep the names"
         self._rewards[reward.name] = reward
         self._disabled.pop(reward.name, None)
+        self._version = None
 
     def disable(self, name: str, how_to_enable: str) -> None:
         self._disabled[self.canonical(name)] = how_to_enable
@@ -191,132 +260,21 @@ class Registry:
     def __len__(self) -> int:
         return len(self._rewards)
 
+    @property
+    def version(self) -> str:
+        """A hash of every reward's name, source and code version: changes whenever the code behind any reward does.
+
+        Example:
+            >>> Registry().version
+            'e3b0c44298fc'
+        """
+        if self._version is None:
+            digest = hashlib.sha256()
+            for reward in self:
+                digest.update(f"{reward.name}\0{reward.source}\0{reward.code_version}\0".encode())
+            self._version = digest.hexdigest()[:12]
+        return self._version
+
 
 #: The process-wide registry the reward modules register into.
 REGISTRY = Registry()
-
-
-def _doc_parts(fn: Callable) -> tuple[str, dict[str, str]]:
-    """First docstring line and the ``Args:`` descriptions (Google style)."""
-    doc = (inspect.getdoc(fn) or "").replace("``", "")
-    summary = doc.strip().splitlines()[0] if doc.strip() else fn.__name__
-    args: dict[str, str] = {}
-    section = re.search(r"^Args:\n((?:[ \t]+.*\n?|\n)*)", doc, re.MULTILINE)
-    if section:
-        current = None
-        for line in section.group(1).splitlines():
-            m = re.match(r"^\s{2,8}(\w+)(?: \([^)]*\))?:\s*(.*)$", line)
-            if m:
-                current = m.group(1)
-                args[current] = m.group(2).strip()
-            elif current and line.strip():
-                args[current] += " " + line.strip()
-    return summary, args
-
-
-def _params_of(fn: Callable, field_params: Mapping[str, str], docs: Mapping[str, str]) -> tuple[Param, ...]:
-    params = [
-        Param(name, str, default, docs.get(name, f"sample field to read (default {default!r})"), is_field=True)
-        for name, default in field_params.items()
-    ]
-    hints = inspect.get_annotations(fn, eval_str=True)
-    for p in inspect.signature(fn).parameters.values():
-        if p.kind is not inspect.Parameter.KEYWORD_ONLY:
-            continue
-        ptype = hints.get(p.name)
-        if ptype not in PARAM_TYPES or p.default is inspect.Parameter.empty:
-            raise TypeError(f"{fn.__name__}: param {p.name} needs a bool/float/str hint and a default")
-        params.append(Param(p.name, ptype, p.default, docs.get(p.name, "")))
-    return tuple(params)
-
-
-def _register(
-    fn: Callable,
-    name: str,
-    alias: str | Sequence[str],
-    field_params: Mapping[str, str],
-    batch: BatchFn,
-    requires_model: bool,
-    split: str,
-    group_param: str = "",
-) -> None:
-    summary, docs = _doc_parts(fn)
-    aliases = (alias,) if isinstance(alias, str) else tuple(alias)
-    params = _params_of(fn, field_params, docs)
-    REGISTRY.add(Reward(name, aliases, summary, params, batch, requires_model, split=split, group_param=group_param))
-
-
-def _without(params: Mapping[str, ParamValue], field_params: Mapping[str, str]) -> dict[str, ParamValue]:
-    # Field params only choose which column is passed; the function never sees them.
-    return {k: v for k, v in params.items() if k not in field_params}
-
-
-def sample_reward(name: str, *, alias: str | Sequence[str] = (), **field_params: str) -> Callable:
-    """Register ``fn(completion, *field_values, **params) -> float`` as reward ``name``.
-
-    ``field_params`` declares the fields the function reads, in positional order after the
-    completion, e.g. ``reference_field="answer"``: the param ``reference_field`` (default
-    ``"answer"``) names the sample field passed as the second argument. A sample whose
-    function raises scores NaN, with the exception as its note.
-    """
-
-    def decorate(fn: Callable[..., float]) -> Callable[..., float]:
-        def score_batch(completions: list[str], columns: Mapping[str, list[str]], **params: ParamValue) -> BatchResult:
-            field_values = [columns[p] for p in field_params]
-            params = _without(params, field_params)
-            result = BatchResult([])
-            with sample_budgets(settings.current().sample_timeout_s) as start_sample:
-                for i, completion in enumerate(completions):
-                    if cancelled():
-                        raise RequestCancelled(f"{name}: request cancelled after {i} of {len(completions)} samples")
-                    try:
-                        start_sample()
-                        score = fn(completion, *(col[i] for col in field_values), **params)
-                        result.scores.append(float(score))
-                    except SampleTimeout as exc:
-                        result.scores.append(math.nan)
-                        result.notes[i] = str(exc)
-                        result.timeouts += 1
-                    except Exception as exc:  # noqa: BLE001 - one bad sample must not fail the batch
-                        result.scores.append(math.nan)
-                        result.notes[i] = f"{type(exc).__name__}: {exc}"
-            return result
-
-        _register(fn, name, alias, field_params, score_batch, requires_model=False, split="sample")
-        return fn
-
-    return decorate
-
-
-def batch_reward(
-    name: str,
-    *,
-    alias: str | Sequence[str] = (),
-    requires_model: bool = False,
-    grouped_by: str | None = None,
-    **field_params: str,
-) -> Callable:
-    """Register ``fn(completions, *field_columns, **params) -> list[float] | BatchResult``.
-
-    ``grouped_by`` names a field param when a sample's score depends only on the samples that
-    share its value of that field (tf-idf per reference): the server may then split the batch
-    across workers by those groups.
-    """
-
-    def decorate(fn: Callable[..., list[float] | BatchResult]) -> Callable[..., list[float] | BatchResult]:
-        def score_batch(completions: list[str], columns: Mapping[str, list[str]], **params: ParamValue) -> BatchResult:
-            # A batch reward gets the budget of all its samples; over it, the whole batch is NaN.
-            budget = settings.current().sample_timeout_s * max(1, len(completions))
-            try:
-                with time_budget(budget):
-                    out = fn(completions, *(columns[p] for p in field_params), **_without(params, field_params))
-            except SampleTimeout as exc:
-                n = len(completions)
-                return BatchResult([math.nan] * n, dict.fromkeys(range(n), str(exc)), timeouts=n)
-            return out if isinstance(out, BatchResult) else BatchResult([float(s) for s in out])
-
-        split = "group" if grouped_by else "whole"
-        _register(fn, name, alias, field_params, score_batch, requires_model, split, grouped_by or "")
-        return fn
-
-    return decorate

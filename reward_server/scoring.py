@@ -11,18 +11,20 @@ a large batch spreads over every worker with scores identical to an unsplit run.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import math
 import time
-from collections import defaultdict
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
+from reward.values import value_text
 from reward_server.cancellation import CancelBoard
 from reward_server.errors import InvalidArgument, ResourceExhausted
-from reward_server.registry import BatchResult, ParamValue, Registry, Reward
+from reward_server.planning import MIN_TASK_MS, SAMPLE_CHARS, CostModel, Planned, plan_tasks, split_of
+from reward_server.registry import Batch, BatchResult, ParamValue, Prompt, Registry, Reward
 from reward_server.settings import Limits
 from reward_server.worker import Part, PartResult, Task, run_task
 
@@ -36,6 +38,40 @@ class RewardCall:
     name: str
     weight: float | None = None
     params: Mapping[str, Any] = field(default_factory=dict)
+
+
+class Samples:
+    """A request's samples as plain values: completions, fields, prompts and token ids.
+
+    ``fields[i]`` maps sample i's field names to values: text, or JSON-typed values. The prompts
+    (text or chat turns) and token ids are properties, so that a transport can build them only
+    when a requested reward reads them (see ``servicer.RequestSamples``).
+    """
+
+    def __init__(
+        self,
+        completions: list[str],
+        fields: Sequence[Mapping[str, Any]] | None = None,
+        prompts: Sequence[Prompt] | None = None,
+        completion_ids: Sequence[Sequence[int] | None] | None = None,
+    ) -> None:
+        self.completions = completions
+        self.fields = fields if fields is not None else [{} for _ in completions]
+        self._prompts = prompts
+        self._completion_ids = completion_ids
+
+    def __len__(self) -> int:
+        return len(self.completions)
+
+    @property
+    def prompts(self) -> Sequence[Prompt]:
+        """Per sample: the prompt as text (a standard dataset) or chat turns (a conversational one)."""
+        return self._prompts if self._prompts is not None else [""] * len(self.completions)
+
+    @property
+    def completion_ids(self) -> Sequence[Sequence[int] | None]:
+        """Per sample: the completion's token ids, or None where the caller sent none."""
+        return self._completion_ids if self._completion_ids is not None else [None] * len(self.completions)
 
 
 @dataclass(frozen=True)
@@ -58,6 +94,8 @@ class RewardOutcome:
     elapsed_ms: float
     #: Samples cut off by their time budget.
     timeouts: int = 0
+    #: Extra text columns (name → one value per sample), see ``BatchResult.extras``.
+    extras: dict[str, list[str]] = field(default_factory=dict)
 
 
 def weighted_total(outcomes: Sequence[RewardOutcome], n_samples: int) -> list[float]:
@@ -74,143 +112,6 @@ def weighted_total(outcomes: Sequence[RewardOutcome], n_samples: int) -> list[fl
         parts = [o.weight * o.scores[i] for o in outcomes if not math.isnan(o.scores[i])]
         totals.append(math.fsum(parts) if parts else math.nan)
     return totals
-
-
-# ---------------------------------------------------------------- cutting a request into worker tasks
-
-#: Every sample counts as this many characters on top of its own, for the per-sample overhead.
-SAMPLE_CHARS = 500
-#: Below this estimated cost (ms) a task is not worth its trip to another worker.
-MIN_TASK_MS = 1.5
-#: Cost priors in worker ms per character (see SAMPLE_CHARS) until a reward has been measured.
-PRIOR_MS_PER_CHAR = {"sample": 1e-5, "group": 4e-5, "whole": 4e-5}
-
-
-@dataclass(frozen=True)
-class Split:
-    """How a reward's work may be split across tasks without changing a score."""
-
-    #: "sample": any rows; "group": the rows sharing a value of ``field`` stay together; "whole": never split.
-    kind: Literal["sample", "group", "whole"]
-    field: str = ""
-
-
-def split_of(reward: Reward, params: Mapping[str, ParamValue]) -> Split:
-    """How ``reward`` may be split (the registry declares it): rewards declared with ``@sample_reward``
-    score each sample alone, a grouped batch reward needs each group's samples together, others run whole.
-
-    Example:
-        >>> import reward_server.rewards
-        >>> from reward_server.registry import REGISTRY
-        >>> [split_of(REGISTRY.get(n), REGISTRY.get(n).defaults()) for n in ("xml_integer", "tfidf_similarity")]
-        [Split(kind='sample', field=''), Split(kind='group', field='answer')]
-    """
-    if reward.split == "group":
-        return Split("group", str(params[reward.group_param]))
-    return Split("sample") if reward.split == "sample" else Split("whole")
-
-
-@dataclass
-class Planned:
-    """One task's share of the work: job index → global rows (None = every sample), and its estimated cost."""
-
-    parts: dict[int, list[int] | None] = field(default_factory=dict)
-    load: float = 0.0
-
-    def add(self, job: int, rows: list[int] | None, cost: float) -> None:
-        if rows is None or self.parts.get(job, []) is None:
-            self.parts[job] = None
-        else:
-            self.parts.setdefault(job, []).extend(rows)  # in place: a task gets many groups
-        self.load += cost
-
-
-def plan_tasks(
-    keys: Sequence[Sequence[Hashable] | None], rates: Sequence[float], units: Sequence[float], n_tasks: int
-) -> list[Planned]:
-    """Cut the jobs of a request into at most ``n_tasks`` tasks of about equal estimated cost.
-
-    ``keys[j]`` is None for a per-sample job (its rows split anywhere), a group key per sample
-    for a grouped job (a group's rows stay together), or ``[]`` for a job that runs whole.
-    ``rates[j]`` is job j's estimated cost per unit and ``units[i]`` sample i's size. Indivisible
-    pieces (whole jobs, groups) go largest first to the least loaded task; then the per-sample
-    jobs fill every task up to the mean, in contiguous row ranges.
-
-    Example:
-        >>> tasks = plan_tasks([None, ["a", "a", "b", "b"], []], [1.0, 3.0, 0.5], [1.0] * 4, 2)
-        >>> [(t.parts, t.load) for t in tasks]
-        [({1: [0, 1], 2: None, 0: [0]}, 9.0), ({1: [2, 3], 0: [1, 2, 3]}, 9.0)]
-    """
-    everything = sum(units)
-    if n_tasks <= 1 or len(units) <= 1:
-        return [Planned(dict.fromkeys(range(len(keys))), sum(rates) * everything)]
-    tasks = [Planned() for _ in range(n_tasks)]
-    pieces: list[tuple[float, int, list[int] | None]] = []
-    for job, key in enumerate(keys):
-        if key is None:
-            continue
-        if not key:
-            pieces.append((rates[job] * everything, job, None))
-            continue
-        groups: dict[Hashable, list[int]] = defaultdict(list)
-        for i, value in enumerate(key):
-            groups[value].append(i)
-        pieces.extend((rates[job] * sum(units[i] for i in rows), job, rows) for rows in groups.values())
-    for cost, job, rows in sorted(pieces, key=lambda piece: -piece[0]):
-        min(tasks, key=lambda t: t.load).add(job, rows, cost)
-    per_sample = [job for job, key in enumerate(keys) if key is None]
-    if per_sample:
-        rate = sum(rates[job] for job in per_sample)
-        mean = (sum(t.load for t in tasks) + rate * everything) / n_tasks
-        # Walk the rows task by task in the order of the first grouped job's rows, so that a task's
-        # per-sample rows tend to be the rows it already holds: fewer samples to send it.
-        grouped = next((job for job, key in enumerate(keys) if key), None)
-        held = [t.parts.get(grouped) or [] for t in tasks] if grouped is not None else []
-        order = [i for rows in held for i in rows]
-        seen = set(order)
-        order += [i for i in range(len(units)) if i not in seen]
-        start = 0
-        for k, task in enumerate(tasks):
-            end, filled = start, 0.0
-            want = (mean - task.load) / rate
-            while end < len(order) and (filled < want or k == len(tasks) - 1):
-                filled += units[order[end]]
-                end += 1
-            if end > start:
-                for job in per_sample:
-                    task.add(job, sorted(order[start:end]), rate / len(per_sample) * filled)
-            start = end
-    return [t for t in tasks if t.parts]
-
-
-class CostModel:
-    """Estimated worker milliseconds per unit (characters + SAMPLE_CHARS) for each reward, learned as it runs.
-
-    Example:
-        >>> model = CostModel()
-        >>> model.rate("tfidf_similarity", "group") == PRIOR_MS_PER_CHAR["group"]
-        True
-        >>> model.observe("tfidf_similarity", units=1000.0, elapsed_ms=0.1)
-        >>> model.observe("tfidf_similarity", units=1000.0, elapsed_ms=0.2)
-        >>> round(model.rate("tfidf_similarity", "group"), 8)
-        0.00013
-    """
-
-    #: Weight of the newest measurement (an exponential moving average rides out noise).
-    SMOOTHING = 0.3
-
-    def __init__(self) -> None:
-        self.rates: dict[str, float] = {}
-
-    def rate(self, name: str, kind: str) -> float:
-        return max(self.rates.get(name, PRIOR_MS_PER_CHAR[kind]), 1e-9)  # never 0: the planner divides by it
-
-    def observe(self, name: str, units: float, elapsed_ms: float) -> None:
-        if units <= 0:
-            return
-        previous = self.rates.get(name)
-        measured = elapsed_ms / units
-        self.rates[name] = measured if previous is None else previous + self.SMOOTHING * (measured - previous)
 
 
 class Scorer:
@@ -241,8 +142,9 @@ class Scorer:
             return max(1, self.executor._max_workers)
         return 1
 
-    def plan(self, calls: Sequence[RewardCall], fields: Sequence[Mapping[str, str]]) -> list[Job]:
+    def plan(self, calls: Sequence[RewardCall], samples: Samples) -> list[Job]:
         """Check the whole request up front, so nothing runs for a request that will fail."""
+        fields = samples.fields
         if not calls:
             raise InvalidArgument("rewards is empty: name at least one reward (ListRewards lists them)")
         if len(calls) > self.limits.max_rewards:
@@ -268,32 +170,37 @@ class Scorer:
                     raise InvalidArgument(
                         f"samples[{missing}] has no field {field_name!r}, which reward {reward.name!r} reads"
                     )
+            if "completion_ids" in reward.reads and "completion_ids" not in checked:
+                checked.add("completion_ids")
+                missing = next((i for i, ids in enumerate(samples.completion_ids) if ids is None), None)
+                if missing is not None:
+                    raise InvalidArgument(
+                        f"samples[{missing}] has no completion_ids, which reward {reward.name!r} reads "
+                        "(send each completion's token ids, as TRL passes them)"
+                    )
             jobs.append(Job(reward, params, weight))
         return jobs
 
-    async def score(
-        self, completions: list[str], fields: Sequence[Mapping[str, str]], calls: Sequence[RewardCall]
-    ) -> tuple[list[RewardOutcome], list[float]]:
+    async def score(self, samples: Samples, calls: Sequence[RewardCall]) -> tuple[list[RewardOutcome], list[float]]:
         """Score every call over the batch; returns outcomes in request order and the totals."""
-        jobs = self.plan(calls, fields)
+        jobs = self.plan(calls, samples)
         on_cpu = [i for i, job in enumerate(jobs) if job.reward.score_async is None]
         in_server = [i for i, job in enumerate(jobs) if job.reward.score_async is not None]
         cpu_outcomes, *server_outcomes = await asyncio.gather(
-            self._run_cpu([jobs[i] for i in on_cpu], completions, fields),
-            *(self._run_in_server(jobs[i], completions, fields) for i in in_server),
+            self._run_cpu([jobs[i] for i in on_cpu], samples),
+            *(self._run_in_server(jobs[i], samples) for i in in_server),
         )
         outcomes: list[RewardOutcome] = [None] * len(jobs)  # type: ignore[list-item]
         for i, outcome in zip([*on_cpu, *in_server], [*cpu_outcomes, *server_outcomes], strict=True):
             outcomes[i] = outcome
-        return outcomes, weighted_total(outcomes, len(completions))
+        return outcomes, weighted_total(outcomes, len(samples))
 
-    async def _run_cpu(
-        self, jobs: Sequence[Job], completions: list[str], fields: Sequence[Mapping[str, str]]
-    ) -> list[RewardOutcome]:
+    async def _run_cpu(self, jobs: Sequence[Job], samples: Samples) -> list[RewardOutcome]:
         """Score the CPU jobs in the executor: one task per free worker at most, samples sent once per task."""
         if not jobs:
             return []
-        columns = _field_columns(jobs, fields)
+        completions = samples.completions
+        columns = _field_columns(jobs, samples.fields)
         splits = [split_of(job.reward, job.params) for job in jobs]
         keys = [None if s.kind == "sample" else columns[s.field] if s.kind == "group" else [] for s in splits]
         rates = [self.costs.rate(job.reward.name, s.kind) for job, s in zip(jobs, splits, strict=True)]
@@ -303,7 +210,8 @@ class Scorer:
         planned = plan_tasks(keys, rates, units, max(1, min(free, int(estimate / MIN_TASK_MS))))
         loop = asyncio.get_running_loop()
         slot = self.cancel_board.open() if self.cancel_board else None
-        tasks = [_task(p, jobs, completions, columns, slot) for p in planned]
+        whole = _task_inputs(jobs, samples, columns)
+        tasks = [_task(p, jobs, whole, slot) for p in planned]
         self._busy += len(planned)
         self.tasks_run += len(planned)
         try:
@@ -335,25 +243,61 @@ class Scorer:
                 outcome.notes.update((rows[local], note) for local, note in result.notes.items())
                 outcome.timeouts += result.timeouts
                 outcome.elapsed_ms += part.elapsed_ms
+                for key, values in result.extras.items():
+                    column = outcome.extras.setdefault(key, [""] * n)
+                    for local, i in enumerate(rows):
+                        column[i] = values[local]
                 self.costs.observe(outcome.name, sum(units[i] for i in rows), part.elapsed_ms)
         for outcome in outcomes:
             log.debug("reward %s: %d samples, %.1f ms of worker time", outcome.name, n, outcome.elapsed_ms)
         return outcomes
 
-    async def _run_in_server(
-        self, job: Job, completions: list[str], fields: Sequence[Mapping[str, str]]
-    ) -> RewardOutcome:
+    async def _run_in_server(self, job: Job, samples: Samples) -> RewardOutcome:
         """A model-backed reward: awaited in the server process, where its model lives."""
         reward = job.reward
         start = time.perf_counter()
-        result = await reward.score_async(completions, reward.columns(job.params, fields), **job.params)
+        batch = batch_for(reward, samples, reward.columns(job.params, samples.fields))
+        result = await reward.score_async(batch, **job.params)
         elapsed_ms = (time.perf_counter() - start) * 1000
-        _check_length(reward.name, result, len(completions))
-        log.debug("reward %s: %d samples in %.1f ms", reward.name, len(completions), elapsed_ms)
-        return RewardOutcome(reward.name, job.weight, result.scores, result.notes, elapsed_ms, result.timeouts)
+        _check_length(reward.name, result, len(samples))
+        log.debug("reward %s: %d samples in %.1f ms", reward.name, len(samples), elapsed_ms)
+        return RewardOutcome(
+            reward.name, job.weight, result.scores, result.notes, elapsed_ms, result.timeouts, result.extras
+        )
 
 
-def _field_columns(jobs: Sequence[Job], fields: Sequence[Mapping[str, str]]) -> dict[str, list[str]]:
+def typed_columns(fields: Sequence[Mapping[str, Any]]) -> dict[str, list[Any]]:
+    """Every field name of the samples → its value per sample (None where a sample lacks it)."""
+    names = dict.fromkeys(name for f in fields for name in f)
+    return {name: [f.get(name) for f in fields] for name in names}
+
+
+def batch_for(reward: Reward, samples: Samples, columns: Mapping[str, list[str]]) -> Batch:
+    """The whole request as ``reward`` sees it: its columns, and what else it reads."""
+    reads = reward.reads
+    return Batch(
+        samples.completions,
+        columns,
+        samples.prompts if "prompts" in reads else (),
+        samples.completion_ids if "completion_ids" in reads else (),  # type: ignore[arg-type] - checked in plan
+        typed_columns(samples.fields) if "fields" in reads else {},
+    )
+
+
+def _task_inputs(jobs: Sequence[Job], samples: Samples, columns: dict[str, list[str]]) -> Task:
+    """A task with the whole request: what any of the jobs reads (a task per plan takes its rows of it)."""
+    reads = frozenset().union(*(job.reward.reads for job in jobs))
+    return Task(
+        samples.completions,
+        columns,
+        [],
+        prompts=samples.prompts if "prompts" in reads else (),
+        completion_ids=samples.completion_ids if "completion_ids" in reads else (),  # type: ignore[arg-type]
+        typed_fields=typed_columns(samples.fields) if "fields" in reads else {},
+    )
+
+
+def _field_columns(jobs: Sequence[Job], fields: Sequence[Mapping[str, Any]]) -> dict[str, list[str]]:
     """Field name → its value per sample, for every field the jobs read.
 
     Equal values become one object, so that a reference repeated for every completion of a
@@ -364,18 +308,14 @@ def _field_columns(jobs: Sequence[Job], fields: Sequence[Mapping[str, str]]) -> 
         for name in job.reward.fields_read(job.params):
             if name not in columns:
                 shared: dict[str, str] = {}
-                columns[name] = [shared.setdefault(f[name], f[name]) for f in fields]
+                text = [f[name] if isinstance(f[name], str) else value_text(f[name]) for f in fields]
+                columns[name] = [shared.setdefault(t, t) for t in text]
     return columns
 
 
-def _task(
-    planned: Planned,
-    jobs: Sequence[Job],
-    completions: list[str],
-    columns: Mapping[str, list[str]],
-    cancel_slot: int | None = None,
-) -> Task:
+def _task(planned: Planned, jobs: Sequence[Job], whole: Task, cancel_slot: int | None = None) -> Task:
     """The task for one plan: only the samples its parts need, with rows renumbered to match."""
+    completions = whole.completions
     if any(rows is None for rows in planned.parts.values()):
         needed = None
     else:
@@ -384,7 +324,7 @@ def _task(
             needed = None
     if needed is None:
         parts = [Part(jobs[j].reward.name, jobs[j].params, rows) for j, rows in planned.parts.items()]
-        return Task(completions, columns, parts, cancel_slot)
+        return dataclasses.replace(whole, parts=parts, cancel_slot=cancel_slot)
     local = {i: k for k, i in enumerate(needed)}
     parts = [
         Part(jobs[j].reward.name, jobs[j].params, None if rows == needed else [local[i] for i in rows or ()])
@@ -392,9 +332,12 @@ def _task(
     ]
     return Task(
         [completions[i] for i in needed],
-        {name: [column[i] for i in needed] for name, column in columns.items()},
+        {name: [column[i] for i in needed] for name, column in whole.fields.items()},
         parts,
         cancel_slot,
+        [whole.prompts[i] for i in needed] if whole.prompts else (),
+        [whole.completion_ids[i] for i in needed] if whole.completion_ids else (),
+        {name: [column[i] for i in needed] for name, column in whole.typed_fields.items()},
     )
 
 

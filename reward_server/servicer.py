@@ -8,7 +8,7 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, TypeVar
 
@@ -17,6 +17,7 @@ from google.protobuf import struct_pb2
 from google.protobuf.message import DecodeError
 
 from reward.v1 import reward_pb2, reward_pb2_grpc
+from reward.values import from_value
 from reward_server import __version__, metrics
 from reward_server.errors import (
     FailedPrecondition,
@@ -26,8 +27,8 @@ from reward_server.errors import (
     Unavailable,
 )
 from reward_server.interceptors import REQUEST_ID, pushback
-from reward_server.registry import Param, Registry, Reward
-from reward_server.scoring import RewardCall, RewardOutcome, Scorer
+from reward_server.registry import Param, Prompt, Registry, Reward
+from reward_server.scoring import RewardCall, RewardOutcome, Samples, Scorer
 from reward_server.settings import Limits
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,8 @@ _PARAM_TYPE = {
     str: reward_pb2.PARAM_TYPE_STRING,
     float: reward_pb2.PARAM_TYPE_NUMBER,
     bool: reward_pb2.PARAM_TYPE_BOOL,
+    int: reward_pb2.PARAM_TYPE_INTEGER,
+    tuple: reward_pb2.PARAM_TYPE_STRING_LIST,
 }
 
 Req = TypeVar("Req")
@@ -115,15 +118,18 @@ class RewardServicer(reward_pb2_grpc.RewardServiceServicer):
     ) -> reward_pb2.ScoreResponse:
         start = time.perf_counter()
         check_sizes(request, self.scorer.limits)
+        check_shapes(request)
         # The interceptor has chosen the id (the request's own, x-request-id metadata, or a new one).
         request_id = REQUEST_ID.get()
         calls = [
             RewardCall(spec.name, spec.weight if spec.HasField("weight") else None, _params(spec.params))
             for spec in request.rewards
         ]
-        completions = [s.completion for s in request.samples]
-        fields = [s.fields for s in request.samples]  # protobuf maps are read-only Mappings
-        outcomes, total = await self.scorer.score(completions, fields, calls)
+        samples = RequestSamples(request.samples)
+        # The catalogue that scores this request (a reload swaps the scorer's registry between requests).
+        catalogue_version = self.scorer.registry.version
+        outcomes, total = await self.scorer.score(samples, calls)
+        completions = samples.completions
         record_metrics(outcomes, len(completions))
         elapsed_ms = (time.perf_counter() - start) * 1000
         log.info(
@@ -141,6 +147,7 @@ class RewardServicer(reward_pb2_grpc.RewardServiceServicer):
                     weight=o.weight,
                     notes=[reward_pb2.ScoreNote(sample_index=i, reason=r) for i, r in sorted(o.notes.items())],
                     elapsed_ms=o.elapsed_ms,
+                    extra_columns=[reward_pb2.ExtraColumn(name=k, values=v) for k, v in o.extras.items()],
                 )
                 for o in outcomes
             ],
@@ -148,30 +155,83 @@ class RewardServicer(reward_pb2_grpc.RewardServiceServicer):
             request_id=request_id,
             server_version=__version__,
             elapsed_ms=elapsed_ms,
+            catalogue_version=catalogue_version,
         )
 
     @handles_errors
     async def ListRewards(
         self, request: reward_pb2.ListRewardsRequest, context: grpc.aio.ServicerContext
     ) -> reward_pb2.ListRewardsResponse:
+        registry = self.scorer.registry
         return reward_pb2.ListRewardsResponse(
-            rewards=[self._info(r) for r in self.registry], server_version=__version__
+            rewards=[_info(registry, r) for r in registry],
+            server_version=__version__,
+            catalogue_version=registry.version,
         )
 
-    def _info(self, reward: Reward) -> reward_pb2.RewardInfo:
-        reason = self.registry.unavailable_reason(reward.name)
-        return reward_pb2.RewardInfo(
-            name=reward.name,
-            aliases=reward.aliases,
-            description=reward.description,
-            fields=reward.fields_read(reward.defaults()),
-            params=[_param_info(p) for p in reward.params],
-            requires_model=reward.requires_model,
-            model_id=reward.model_id,
-            device=reward.device,
-            available=not reason,
-            unavailable_reason=reason,
-        )
+
+def _info(registry: Registry, reward: Reward) -> reward_pb2.RewardInfo:
+    reason = registry.unavailable_reason(reward.name)
+    return reward_pb2.RewardInfo(
+        name=reward.name,
+        aliases=reward.aliases,
+        description=reward.description,
+        fields=reward.fields_read(reward.defaults()),
+        params=[_param_info(p) for p in reward.params],
+        requires_model=reward.requires_model,
+        model_id=reward.model_id,
+        device=reward.device,
+        available=not reason,
+        unavailable_reason=reason,
+        source=reward.source,
+        code_version=reward.code_version,
+        reads_completion_ids="completion_ids" in reward.reads,
+        model_revision=reward.model_revision,
+        dtype=reward.dtype,
+    )
+
+
+class RequestSamples(Samples):
+    """The samples of a ``ScoreRequest``; prompts and token ids are read from protobuf only when asked for."""
+
+    def __init__(self, samples: Sequence[reward_pb2.Sample]) -> None:
+        super().__init__([s.completion for s in samples], _fields(samples))
+        self._samples = samples
+
+    @functools.cached_property
+    def prompts(self) -> list[Prompt]:  # type: ignore[override]
+        return [_prompt(i, s) for i, s in enumerate(self._samples)]
+
+    @functools.cached_property
+    def completion_ids(self) -> list[list[int] | None]:  # type: ignore[override]
+        return [list(s.completion_ids.ids) if s.HasField("completion_ids") else None for s in self._samples]
+
+
+def _prompt(index: int, sample: reward_pb2.Sample) -> Prompt:
+    """A standard prompt (``prompt_text``) as text, a conversational one as TRL's list of messages."""
+    if sample.HasField("prompt_text"):
+        return sample.prompt_text
+    return [{"role": m.role, "content": m.content} for m in sample.prompt]
+
+
+def _fields(samples: Sequence[reward_pb2.Sample]) -> Sequence[Mapping[str, object]]:
+    """Per sample: its text fields and its typed fields in one mapping (protobuf maps as they are when untyped)."""
+    if not any(s.typed_fields for s in samples):
+        return [s.fields for s in samples]  # protobuf maps are read-only Mappings: no copy
+    out = []
+    for i, s in enumerate(samples):
+        both = next((k for k in s.typed_fields if k in s.fields), None)
+        if both is not None:
+            raise InvalidArgument(f"samples[{i}]: field {both!r} is in both fields and typed_fields; send it once")
+        out.append({**s.fields, **{k: from_value(v) for k, v in s.typed_fields.items()}})
+    return out
+
+
+def check_shapes(request: reward_pb2.ScoreRequest) -> None:
+    """A sample's prompt is text or turns, never both."""
+    for i, sample in enumerate(request.samples):
+        if sample.HasField("prompt_text") and len(sample.prompt):
+            raise InvalidArgument(f"samples[{i}]: set prompt_text (a plain prompt) or prompt (chat turns), not both")
 
 
 def check_sizes(request: reward_pb2.ScoreRequest, limits: Limits) -> None:
@@ -184,10 +244,18 @@ def check_sizes(request: reward_pb2.ScoreRequest, limits: Limits) -> None:
             )
         texts = [(f"fields[{k!r}]", v) for k, v in sample.fields.items()]
         texts += [(f"prompt[{j}].content", m.content) for j, m in enumerate(sample.prompt)]
+        texts += [("prompt_text", sample.prompt_text)]
         for where, value in texts:
             if len(value) > limits.max_field_chars:
                 raise ResourceExhausted(
                     f"samples[{i}].{where} has {len(value)} characters; the limit is {limits.max_field_chars}"
+                )
+        for key, typed in sample.typed_fields.items():
+            # A typed value is measured in serialized bytes (about its characters as JSON).
+            if typed.ByteSize() > limits.max_field_chars:
+                raise ResourceExhausted(
+                    f"samples[{i}].typed_fields[{key!r}] takes {typed.ByteSize()} bytes; "
+                    f"the limit is {limits.max_field_chars}"
                 )
     for i, spec in enumerate(request.rewards):
         if spec.params.ByteSize() > limits.max_params_bytes:
@@ -215,8 +283,10 @@ def _param_info(param: Param) -> reward_pb2.ParamInfo:
     default = struct_pb2.Value()
     if param.type is bool:
         default.bool_value = bool(param.default)
-    elif param.type is float:
+    elif param.type in (float, int):
         default.number_value = float(param.default)
+    elif param.type is tuple:
+        default.list_value.values.extend(struct_pb2.Value(string_value=str(v)) for v in param.default)
     else:
         default.string_value = str(param.default)
     return reward_pb2.ParamInfo(

@@ -11,6 +11,7 @@ A request reaches a worker as one :class:`Task`: the samples it needs, sent once
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
@@ -19,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from reward_server import cancellation, settings
-from reward_server.registry import REGISTRY, BatchResult, ParamValue, Reward
+from reward_server.registry import REGISTRY, Batch, BatchResult, ParamValue, Prompt, Reward
 
 log = logging.getLogger(__name__)
 
@@ -37,13 +38,20 @@ class Part:
 
 @dataclass(frozen=True)
 class Task:
-    """What one worker call gets: the samples (completions and the field columns the parts read), and the parts."""
+    """What one worker call gets: the samples (completions and what the parts read of them), and the parts.
+
+    ``fields`` holds, as text, the field columns the parts' field params name; prompts, token ids and
+    the typed fields are sent only when a part's reward reads them (otherwise they stay empty).
+    """
 
     completions: list[str]
     fields: Mapping[str, list[str]]
     parts: Sequence[Part]
     #: The request's slot on the cancel board (see ``cancellation``); None = cannot be cancelled.
     cancel_slot: int | None = None
+    prompts: Sequence[Prompt] = ()
+    completion_ids: Sequence[Sequence[int]] = ()
+    typed_fields: Mapping[str, list[Any]] = dataclasses.field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -83,7 +91,9 @@ def warm_rewards() -> None:
         try:
             params = reward.defaults()
             columns = {p.name: [_WARM_TEXT, "42"] for p in reward.params if p.is_field}
-            reward.score_batch([_WARM_TEXT, "Die Antwort ist 42."], columns, **params)
+            if reward.reads:
+                continue  # plugins and token-id rewards: nothing of theirs is worth warming with made-up inputs
+            reward.score_batch(Batch([_WARM_TEXT, "Die Antwort ist 42."], columns), **params)
         except Exception as exc:  # noqa: BLE001 - a warm-up failure must not stop the worker; the request reports it
             log.warning("warming reward %s failed: %s", reward.name, exc)
 
@@ -94,13 +104,19 @@ def ping(delay: float = 0.0) -> int:
     return os.getpid()
 
 
-def _columns(reward: Reward, part: Part, fields: Mapping[str, list[str]]) -> dict[str, list[str]]:
-    columns = {}
-    for param in reward.params:
-        if param.is_field:
-            column = fields[str(part.params[param.name])]
-            columns[param.name] = column if part.rows is None else [column[i] for i in part.rows]
-    return columns
+def _batch(reward: Reward, part: Part, task: Task) -> Batch:
+    """The part's rows of the task, with what its reward reads."""
+    rows = part.rows
+    columns = {p.name: task.fields[str(part.params[p.name])] for p in reward.params if p.is_field}
+    reads = reward.reads
+    batch = Batch(
+        task.completions,
+        columns,
+        task.prompts if "prompts" in reads else (),
+        task.completion_ids if "completion_ids" in reads else (),
+        task.typed_fields if "fields" in reads else {},
+    )
+    return batch.take(rows)
 
 
 def run_task(task: Task) -> list[PartResult]:
@@ -119,8 +135,7 @@ def run_task(task: Task) -> list[PartResult]:
 
 def _run_part(task: Task, part: Part) -> PartResult:
     reward = REGISTRY.get(part.name)
-    completions = task.completions if part.rows is None else [task.completions[i] for i in part.rows]
-    columns = _columns(reward, part, task.fields)
+    batch = _batch(reward, part, task)
     start = time.perf_counter()
-    result = reward.score_batch(completions, columns, **part.params)
+    result = reward.score_batch(batch, **part.params)
     return PartResult(result, (time.perf_counter() - start) * 1000)

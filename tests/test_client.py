@@ -11,7 +11,7 @@ import pytest
 from conftest import free_port, start_server, stop_server
 
 import reward_server.rewards  # noqa: F401 - registers the catalogue for in-process reference values
-from reward_server.registry import REGISTRY
+from reward_server.registry import REGISTRY, Batch
 from trainer_client import RetryPolicy, RewardClient, RewardServiceError
 from trainer_client.errors import InputError
 
@@ -33,7 +33,7 @@ def in_process(name: str, completions: list[str], answers: list[str], **params) 
     reward = REGISTRY.get(name)
     merged = reward.validate_params(params)
     columns = {p.name: answers for p in reward.params if p.is_field}
-    return reward.score_batch(completions, columns, **merged).scores
+    return reward.score_batch(Batch(completions, columns), **merged).scores
 
 
 @pytest.fixture(scope="module")

@@ -16,8 +16,9 @@ from hypothesis import strategies as st
 
 import reward_server.rewards  # noqa: F401 - registers the catalogue
 from reward_server.config import ServerConfig
-from reward_server.registry import REGISTRY, BatchResult
-from reward_server.scoring import Job, Planned, RewardCall, Scorer, Split, plan_tasks, split_of
+from reward_server.planning import Planned, Split, plan_tasks, split_of
+from reward_server.registry import REGISTRY, Batch, BatchResult
+from reward_server.scoring import Job, RewardCall, Samples, Scorer
 from reward_server.server import make_executor, warm_up
 from reward_server.worker import PartResult
 
@@ -97,7 +98,7 @@ def in_process(name: str, params: dict, completions: list[str], fields: list[dic
     reward = REGISTRY.get(name)
     merged = reward.validate_params(params)
     columns = {p.name: [f[str(merged[p.name])] for f in fields] for p in reward.params if p.is_field}
-    return reward.score_batch(completions, columns, **merged).scores
+    return reward.score_batch(Batch(completions, columns), **merged).scores
 
 
 def test_a_split_request_scores_like_the_whole_batch_in_process(pool):
@@ -110,7 +111,7 @@ def test_a_split_request_scores_like_the_whole_batch_in_process(pool):
     calls.append(RewardCall("tfidf_similarity", 0.5, {"reference_field": "question", "language": "none"}))
     scorer = Scorer(REGISTRY, pool)
     before = scorer.tasks_run
-    outcomes, totals = asyncio.run(scorer.score(batch.completions, fields, calls))
+    outcomes, totals = asyncio.run(scorer.score(Samples(batch.completions, fields), calls))
     assert scorer.tasks_run - before > 1, "the request was not split, so this test checks nothing"
     for call, outcome in zip(calls, outcomes, strict=True):
         assert outcome.scores == in_process(call.name, dict(call.params), batch.completions, fields), call.name

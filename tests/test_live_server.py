@@ -12,7 +12,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 import reward_server.rewards  # noqa: F401 - registers the catalogue for in-process reference values
 from reward.v1 import reward_pb2 as pb
-from reward_server.registry import REGISTRY
+from reward_server.registry import REGISTRY, Batch
 
 REASONED = "<reasoning>\nSechs mal sieben\n</reasoning>\n<answer>\n42\n</answer>\n"
 THINK = "<think>\nDer Strand ist schön\n</think>\nAlso \\boxed{42}"
@@ -35,7 +35,7 @@ def in_process(name: str, samples=SAMPLES, **kw) -> list[float]:
     reward = REGISTRY.get(name)
     merged = reward.validate_params(kw)
     columns = {p.name: [s.fields[merged[p.name]] for s in samples] for p in reward.params if p.is_field}
-    return reward.score_batch([s.completion for s in samples], columns, **merged).scores
+    return reward.score_batch(Batch([s.completion for s in samples], columns), **merged).scores
 
 
 def test_list_rewards_describes_every_reward(stub) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import Levenshtein
 
-from reward_server.registry import sample_reward
+from reward_server.declare import sample_reward
 
 _BOX = "\\boxed{"
 _DEPTH = {"{": 1, "}": -1}  # brace → change of nesting depth

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
-from reward_server.registry import sample_reward
+from reward_server.declare import sample_reward
 
 # Shared defaults of the marker family (each reward takes all four as params).
 RS, RE, SS, SE = "<start_working_out>", "<end_working_out>", "<SOLUTION>", "</SOLUTION>"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 
 from reward_server import settings
-from reward_server.registry import sample_reward
+from reward_server.declare import sample_reward
 from reward_server.rewards.boxed import last_boxed
 from reward_server.rewards.xml_tags import extract_xml_answer
 from reward_server.sandbox import run_with_timeout

@@ -9,12 +9,13 @@ are cached, so a reference is classified once per server lifetime, not once per 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
+from reward_server.declare import batch_reward
 from reward_server.errors import FailedPrecondition
 from reward_server.models.base import ModelBackedReward, ScoreAsync, register_model_reward
 from reward_server.models.batcher import ModelWorker
-from reward_server.registry import BatchResult, batch_reward
+from reward_server.registry import Batch, BatchResult
 
 
 @batch_reward("sentiment_match", alias="sentiment_match_reward_func", requires_model=True, reference_field="answer")
@@ -76,11 +77,10 @@ def match_scores(
 def bind(worker: ModelWorker) -> ScoreAsync:
     """The model-backed ``score_async`` of sentiment_match, on top of the model's batching worker."""
 
-    async def score(
-        completions: list[str], columns: Mapping[str, list[str]], *, reference_field: str, value: float, soft: bool
-    ) -> BatchResult:
+    async def score(batch: Batch, *, reference_field: str, value: float, soft: bool) -> BatchResult:
         # Completions and (uncached) references go to the worker together, so they share batches.
-        completion_probs, reference_probs = await worker.predict(completions, columns["reference_field"])
+        references = batch.columns["reference_field"]
+        completion_probs, reference_probs = await worker.predict(batch.completions, references)
         return BatchResult(match_scores(worker.labels, completion_probs, reference_probs, value=value, soft=soft))
 
     return score

@@ -19,7 +19,7 @@ from itertools import chain
 
 import numpy as np
 
-from reward_server.registry import batch_reward
+from reward_server.declare import batch_reward
 from reward_server.stopwords import stop_words
 
 #: scikit-learn's default token pattern; :func:`term_counts` relies on exactly this pattern.

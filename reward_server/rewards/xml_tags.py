@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
-from reward_server.registry import sample_reward
+from reward_server.declare import sample_reward
 
 _INTEGER = re.compile(r"[0-9]+")
 
