@@ -143,6 +143,11 @@ def check_rewards(client: RewardClient, rewards: Sequence[Mapping[str, Any]], ex
         catalogue = check_service(client)
         for spec in rewards:
             info = check_reward(spec["name"], spec["params"], catalogue)
+            if info.reads_completion_ids:  # refused before generating, not after: the endpoint returns text only
+                raise PreflightError(
+                    f"reward {spec['name']!r} reads completion_ids (token ids), which lora-eval does not get "
+                    "from the chat endpoint; score such rewards in training or with reward-score"
+                )
             missing = [f for f in info.fields_read(spec["params"]) if f not in example]
             if missing:
                 have = sorted(k for k in example if k != "prompt")

@@ -19,6 +19,7 @@ _PUBLIC = {
     "Batch": "reward_server.registry",
     "BatchResult": "reward_server.registry",
     "SampleScore": "reward_server.registry",
+    "splittable": "reward_server.trl_functions",
 }
 
 __all__ = ["__version__", *_PUBLIC]

@@ -24,7 +24,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--enable-sentiment", action="store_true", default=None, help="load the sentiment model (sentiment_match)"
     )
-    parser.add_argument("--sentiment-model", help="Hugging Face id or local directory of the sentiment classifier")
+    parser.add_argument(
+        "--sentiment-model", help="Hugging Face id or local directory of the sentiment classifier (enables it)"
+    )
+    parser.add_argument(
+        "--reward-model",
+        dest="reward_models",
+        action="append",
+        metavar="NAME=ID_OR_DIR",
+        help="serve a sequence-classification reward model as reward NAME (repeatable; see README: Reward models)",
+    )
     parser.add_argument("--device", help="device of the models: auto, cpu, cuda, cuda:N (default auto: a GPU if any)")
     security = parser.add_argument_group("security (see README: Operating the service)")
     security.add_argument("--auth-file", help="YAML of teams and token hashes: require 'authorization: Bearer' tokens")
@@ -43,6 +52,25 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_false",
         default=None,
         help="switch gRPC server reflection off",
+    )
+    plugins = parser.add_argument_group("your own rewards (see README: Your own rewards)")
+    plugins.add_argument(
+        "--rewards-from",
+        action="append",
+        metavar="SOURCE",
+        help="serve the rewards of a Python file or importable module (repeatable)",
+    )
+    plugins.add_argument(
+        "--rewards-entry-points",
+        action="store_true",
+        default=None,
+        help="also serve the modules installed packages list in the entry-point group grpo_rewards.rewards",
+    )
+    plugins.add_argument(
+        "--reload-on-change",
+        action="store_true",
+        default=None,
+        help="reload the reward code when a source file changes (SIGHUP always reloads)",
     )
     ops = parser.add_argument_group("operations")
     ops.add_argument("--metrics-port", type=int, help="serve Prometheus /metrics on this port (0 = a free one)")
@@ -66,11 +94,19 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(config.log_level, json_lines=config.log_json)
     import reward_server.rewards  # noqa: F401 - registers the catalogue
     from reward_server.models import ModelLoadError
+    from reward_server.plugins import PluginError
     from reward_server.server import serve
 
     try:
         asyncio.run(serve(config))
-    except (OSError, ConfigError, AuthConfigError, ModelLoadError) as exc:
+    except PluginError as exc:  # reward code that cannot be served: one line per problem
+        for problem in exc.problems:
+            print(f"reward-server: {problem}", file=sys.stderr)
+        return 2
+    except (ConfigError, ModelLoadError) as exc:  # the configuration (a model it names) is refused
+        print(f"reward-server: {exc}", file=sys.stderr)
+        return 2
+    except (OSError, AuthConfigError) as exc:
         print(f"reward-server: {exc}", file=sys.stderr)
         return 1
     return 0

@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 from reward_server.models.base import BatchSettings
+from reward_server.models.spec import RewardModelSpec
 from reward_server.settings import Limits, WorkerSettings
 
 
@@ -45,10 +46,14 @@ class ServerConfig:
     reflection: bool = True
     #: Logging level name.
     log_level: str = "INFO"
-    #: Load the sentiment model and enable sentiment_match (flag --enable-sentiment).
-    enable_sentiment: bool = False
-    #: Sentiment classifier: a Hugging Face id or a local directory.
-    sentiment_model: str = "oliverguhr/german-sentiment-bert"
+    #: Load the sentiment model and enable sentiment_match (flag --enable-sentiment); None = on when
+    #: sentiment_model is given, off otherwise (false with a sentiment_model is refused).
+    enable_sentiment: bool | None = None
+    #: Sentiment classifier: a Hugging Face id or a local directory (None: oliverguhr/german-sentiment-bert).
+    sentiment_model: str | None = None
+    #: Reward models, each served as the reward called its name (flag --reward-model NAME=ID_OR_DIR, repeatable;
+    #: flags add to the file's entries).
+    reward_models: list[RewardModelSpec] = dataclasses.field(default_factory=list)
     #: Device of the models: auto (first GPU if any, else cpu), cpu, cuda or cuda:N.
     device: str = "auto"
     #: Per model: most texts per batch, gathered across concurrent requests.
@@ -90,6 +95,13 @@ class ServerConfig:
     log_json: bool = False
     #: Connections are closed (gracefully) after this long, so clients re-resolve DNS and find new replicas.
     max_connection_age_s: float = 300.0
+    #: Reward code to serve besides the built-ins: Python files or importable modules (flag --rewards-from,
+    #: repeatable; flags add to the file's entries). See README: Your own rewards.
+    rewards_from: list[str] = dataclasses.field(default_factory=list)
+    #: Also load the modules installed packages advertise in the entry-point group grpo_rewards.rewards.
+    rewards_entry_points: bool = False
+    #: Reload the reward code (as on SIGHUP) whenever a file of the sources changes.
+    reload_on_change: bool = False
 
     def worker_settings(self) -> WorkerSettings:
         return WorkerSettings(math_timeout_s=self.math_timeout_s, sample_timeout_s=self.sample_timeout_s)
@@ -109,6 +121,15 @@ class ServerConfig:
             raise ConfigError("TLS needs both tls_cert_file (--tls-cert) and tls_key_file (--tls-key)")
         if self.tls_client_ca_file and not self.tls_cert_file:
             raise ConfigError("mTLS (tls_client_ca_file, --tls-client-ca) needs a server certificate (--tls-cert)")
+        if self.enable_sentiment is False and self.sentiment_model is not None:
+            raise ConfigError(
+                f"sentiment_model (--sentiment-model) names {self.sentiment_model!r} but enable_sentiment is false; "
+                "drop one of them"
+            )
+        names = [spec.name for spec in self.reward_models]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ConfigError(f"reward model {', '.join(twice)} given twice (reward_models / --reward-model)")
         if not is_loopback(self.host) and not self.auth_file and not self.allow_unauthenticated:
             raise ConfigError(
                 f"refusing to listen on {self.host} without auth: give --auth-file FILE (teams and token hashes), "
@@ -151,7 +172,11 @@ def load_config(path: str | Path | None = None, **overrides: Any) -> ServerConfi
         if not isinstance(loaded, dict):
             raise ConfigError(f"config {path}: expected a mapping of settings, got {type(loaded).__name__}")
         values.update(loaded)
-    values.update({k: v for k, v in overrides.items() if v is not None})
+    for key, value in overrides.items():
+        if isinstance(value, list) and isinstance(values.get(key), list):
+            value = [*values[key], *value]  # a list setting (reward_models): flags add to the file's entries
+        if value is not None:
+            values[key] = value
     hints = typing.get_type_hints(ServerConfig)
     config = ServerConfig()
     for key, value in values.items():
@@ -164,7 +189,12 @@ def load_config(path: str | Path | None = None, **overrides: Any) -> ServerConfi
 
 
 def _typed(key: str, value: Any, hint: Any) -> Any:
-    """``value`` checked against the setting's type (``int | None`` allows None; ints pass as floats)."""
+    """``value`` checked against the setting's type (``int | None`` allows None; ints pass as floats).
+
+    A ``list[RewardModelSpec]`` setting takes a list of mappings (YAML) or of ``NAME=ID`` texts (flags).
+    """
+    if typing.get_origin(hint) is list:
+        return _typed_list(key, value, typing.get_args(hint)[0])
     allowed = [t for t in (typing.get_args(hint) or (hint,)) if t is not type(None)]
     if value is None and len(allowed) < len(typing.get_args(hint) or (hint,)):
         return None
@@ -174,3 +204,22 @@ def _typed(key: str, value: Any, hint: Any) -> Any:
     if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
         raise ConfigError(f"setting {key!r} must be {expected.__name__}, got {value!r}")
     return value
+
+
+def _typed_list(key: str, value: Any, item: Any) -> list[Any]:
+    if not isinstance(value, list):
+        raise ConfigError(f"setting {key!r} must be a list, got {value!r}")
+    out = []
+    for i, entry in enumerate(value):
+        try:
+            if isinstance(entry, item):
+                out.append(entry)
+            elif item is str:
+                raise ConfigError(f"setting {key!r} must be a list of strings; entry {i} is {entry!r}")
+            elif isinstance(entry, str):
+                out.append(item.parse_flag(entry))
+            else:
+                out.append(item.from_mapping(f"{key}[{i}]", entry))
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from exc
+    return out

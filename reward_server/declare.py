@@ -119,6 +119,9 @@ def _register(fn: Callable, name: str, alias: str | Sequence[str], field_params:
     source, version = origin_of(fn)
     params = _params_of(fn, field_params, docs)
     _target.add(Reward(name, aliases, summary, params, source=source, code_version=version, **kw))
+    # Marks the function as declared, so a plugin's TRL-function discovery does not serve it a second time.
+    with contextlib.suppress(AttributeError, TypeError):
+        fn.__reward_name__ = name  # type: ignore[attr-defined]
 
 
 def _without(params: Mapping[str, ParamValue], field_params: Mapping[str, str]) -> dict[str, ParamValue]:
@@ -139,7 +142,12 @@ def _read_kwargs(batch: Batch, reads: frozenset[str], i: int | None = None) -> d
 
 
 def sample_reward(
-    name: str, *, alias: str | Sequence[str] = (), reads: Sequence[str] = (), **field_params: str
+    name: str,
+    *,
+    alias: str | Sequence[str] = (),
+    reads: Sequence[str] = (),
+    check: Callable[..., None] | None = None,
+    **field_params: str,
 ) -> Callable:
     """Register ``fn(completion, *field_values, **params) -> float | None | SampleScore`` as reward ``name``.
 
@@ -148,7 +156,8 @@ def sample_reward(
     ``"answer"``) names the sample field passed as the second argument. ``reads`` adds keyword
     arguments for this sample: ``prompt``, ``completion_ids`` (its token ids), ``fields`` (all,
     typed). None means "does not apply" (NaN on the wire, TRL's None). A sample whose function
-    raises scores NaN, with the exception as its note.
+    raises scores NaN, with the exception as its note. ``check(**params)`` raises ValueError for
+    param values the reward cannot use: the request is refused before anything runs.
     """
     wanted = _check_reads(name, reads)
 
@@ -183,7 +192,7 @@ def sample_reward(
                         result.notes[i] = f"{type(exc).__name__}: {exc}"
             return result
 
-        _register(fn, name, alias, field_params, score_batch=score_batch, split="sample", reads=wanted)
+        _register(fn, name, alias, field_params, score_batch=score_batch, split="sample", reads=wanted, check=check)
         return fn
 
     return decorate
@@ -196,6 +205,7 @@ def batch_reward(
     requires_model: bool = False,
     grouped_by: str | None = None,
     reads: Sequence[str] = (),
+    check: Callable[..., None] | None = None,
     **field_params: str,
 ) -> Callable:
     """Register ``fn(completions, *field_columns, **params) -> list[float | None] | BatchResult``.
@@ -236,6 +246,7 @@ def batch_reward(
             split=split,
             group_param=grouped_by or "",
             reads=wanted,
+            check=check,
         )
         return fn
 

@@ -37,27 +37,51 @@ IN_FLIGHT = Gauge("reward_requests_in_flight", "Score calls being processed, by 
 
 
 class ModelCollector:
-    """Exports the batching workers' counters (batch sizes, queue depth) at scrape time."""
+    """Exports the batching workers' counters at scrape time, labelled by reward and ``model@device``:
+    queue depth, batch sizes, tokens (``rate()`` gives tokens/s), time in the queue and in forward passes."""
 
-    def __init__(self, stats: Callable[[], Mapping[str, BatcherStats]]) -> None:
+    def __init__(self, stats: Callable[[], Mapping[tuple[str, str], BatcherStats]]) -> None:
         self._stats = stats
 
     def collect(self) -> Iterator[Metric]:
+        labels = ["reward", "model"]
         sizes = HistogramMetricFamily(
-            "reward_model_batch_size", "Texts per batch formed by a model's batching worker.", labels=["model"]
+            "reward_model_batch_size", "Texts per batch formed by a model's batching worker.", labels=labels
         )
-        queue = GaugeMetricFamily("reward_model_queue_depth", "Texts waiting for a model.", labels=["model"])
+        queue = GaugeMetricFamily("reward_model_queue_depth", "Texts waiting for a model.", labels=labels)
         shared = CounterMetricFamily(
-            "reward_model_shared_batches", "Batches holding texts of several requests.", labels=["model"]
+            "reward_model_shared_batches", "Batches holding texts of several requests.", labels=labels
         )
-        for name, stats in self._stats().items():
+        tokens = CounterMetricFamily("reward_model_tokens", "Tokens run through the model (no padding).", labels=labels)
+        padded = CounterMetricFamily("reward_model_padded_tokens", "Tokens run, padding included.", labels=labels)
+        speed = GaugeMetricFamily(
+            "reward_model_tokens_per_second", "Tokens per second of forward-pass time since start.", labels=labels
+        )
+        waits = HistogramMetricFamily(
+            "reward_model_queue_seconds", "Time a text waited from queueing to its batch's start.", labels=labels
+        )
+        forward = HistogramMetricFamily(
+            "reward_model_forward_seconds", "Time of one batch's forward passes in the model thread.", labels=labels
+        )
+        oom = CounterMetricFamily(
+            "reward_model_out_of_memory", "Batches failed for device memory (RESOURCE_EXHAUSTED).", labels=labels
+        )
+        for key, stats in self._stats().items():
+            key = list(key)
             counts = dict(stats.batch_sizes)  # a copy: the event loop thread keeps counting
             buckets = [(str(b), sum(n for size, n in counts.items() if size <= b)) for b in MODEL_BATCH_BUCKETS]
             buckets.append(("+Inf", stats.batches))
-            sizes.add_metric([name], buckets, sum_value=stats.sequences)
-            queue.add_metric([name], stats.queued)
-            shared.add_metric([name], stats.shared_batches)
-        yield from (sizes, queue, shared)
+            sizes.add_metric(key, buckets, sum_value=stats.sequences)
+            queue.add_metric(key, stats.queued)
+            shared.add_metric(key, stats.shared_batches)
+            tokens.add_metric(key, stats.tokens)
+            padded.add_metric(key, stats.padded_tokens)
+            speed.add_metric(key, stats.tokens_per_second)
+            oom.add_metric(key, stats.out_of_memory)
+            for family, histogram in ((waits, stats.queue_seconds), (forward, stats.forward_seconds)):
+                bounds = [*(str(b) for b in histogram.bounds), "+Inf"]
+                family.add_metric(key, list(zip(bounds, histogram.cumulative(), strict=True)), histogram.sum)
+        yield from (sizes, queue, shared, tokens, padded, speed, waits, forward, oom)
 
 
 MODEL_BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)

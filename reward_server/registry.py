@@ -11,7 +11,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import math
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -119,6 +119,9 @@ class Reward:
     reads: frozenset[str] = frozenset()
     #: Fields every request must carry for this reward, whatever its params (plugins' named columns).
     required_fields: tuple[str, ...] = ()
+    #: ``check(**params)`` raises ValueError (naming the param) for values the types allow but the reward
+    #: cannot use (``ngram_size=0``); the request is then refused up front with INVALID_ARGUMENT.
+    check: Callable[..., None] | None = None
     #: Where the code comes from ("built-in", a module name or a file path) and a hash of it.
     source: str = "built-in"
     code_version: str = ""
@@ -158,6 +161,11 @@ class Reward:
                     + f"; known params: {', '.join(sorted(known)) or 'none'}"
                 )
             merged[key] = _coerce(self.name, param, value)
+        if self.check is not None:
+            try:
+                self.check(**merged)
+            except ValueError as exc:
+                raise InvalidArgument(f"reward {self.name!r}: {exc}") from None
         return merged
 
 
@@ -234,6 +242,23 @@ class Registry:
 
     def unavailable_reason(self, name: str) -> str:
         return self._disabled.get(name, "")
+
+    def __contains__(self, name: object) -> bool:
+        """True for a registered name or alias (enabled or not)."""
+        return name in self._names
+
+    def copy(self, drop: Iterable[str] = ()) -> Registry:
+        """A new registry with the same rewards (model-bound ones as bound) and switches, less those in ``drop``.
+
+        A reload builds its catalogue on a copy, so requests still running keep the registry they started with.
+        """
+        out = Registry()
+        dropped = set(drop)
+        for reward in self._rewards.values():
+            if reward.name not in dropped:
+                out.add(reward)
+        out._disabled = {k: v for k, v in self._disabled.items() if k not in dropped}
+        return out
 
     def canonical(self, name: str) -> str:
         try:

@@ -26,6 +26,9 @@ class SampleTimeout(Exception):
 
 
 def _serve(conn: Connection, warmup: Callable[[], Any] | None) -> None:
+    from reward_server.lifecycle import exit_with_parent
+
+    exit_with_parent()  # a sandbox busy with a long call would outlive a killed worker otherwise
     if warmup is not None:
         warmup()
     conn.send("ready")

@@ -134,6 +134,8 @@ class Scorer:
         self.tasks_run = 0
         #: Shared flags that stop the workers of a cancelled call (the server's, shared with its pool).
         self.cancel_board = cancel_board
+        #: Score calls running on this scorer: a reload shuts the old pool down once this is 0.
+        self.active = 0
 
     @property
     def parallelism(self) -> int:
@@ -183,6 +185,13 @@ class Scorer:
 
     async def score(self, samples: Samples, calls: Sequence[RewardCall]) -> tuple[list[RewardOutcome], list[float]]:
         """Score every call over the batch; returns outcomes in request order and the totals."""
+        self.active += 1  # before the first await: a reload sees this call before it can retire the pool
+        try:
+            return await self._score(samples, calls)
+        finally:
+            self.active -= 1
+
+    async def _score(self, samples: Samples, calls: Sequence[RewardCall]) -> tuple[list[RewardOutcome], list[float]]:
         jobs = self.plan(calls, samples)
         on_cpu = [i for i, job in enumerate(jobs) if job.reward.score_async is None]
         in_server = [i for i, job in enumerate(jobs) if job.reward.score_async is not None]

@@ -21,32 +21,46 @@ from reward_server.config import ConfigError, ServerConfig
 from reward_server.healthcheck import REWARD_SERVICE
 from reward_server.interceptors import ServerInterceptor
 from reward_server.models.startup import LoadedModels, load_model_rewards
+from reward_server.plugins import Catalogue, load_catalogue
 from reward_server.registry import REGISTRY, Registry
+from reward_server.reload import Reloader
 from reward_server.scoring import Scorer
 from reward_server.servicer import RewardServicer, add_to_server
 
 log = logging.getLogger(__name__)
 
 
-def make_executor(config: ServerConfig, board: CancelBoard | None = None) -> Executor:
-    """A warm pool: worker processes (spawned, never forked from a gRPC process) or threads."""
+def make_executor(
+    config: ServerConfig, board: CancelBoard | None = None, catalogue: Catalogue | None = None
+) -> Executor:
+    """A warm pool: worker processes (spawned, never forked from a gRPC process) or threads.
+
+    Worker processes load the ``catalogue``'s plugin sources themselves; threads score with its registry.
+    """
     flags = board.flags if board is not None else None
     if config.workers == 0:
         worker.init_worker(config.worker_settings(), flags, warm_sandbox=False)
-        return ThreadPoolExecutor(max_workers=4, thread_name_prefix="reward")
+        if catalogue is None:
+            return ThreadPoolExecutor(max_workers=4, thread_name_prefix="reward")
+        return ThreadPoolExecutor(
+            max_workers=4, thread_name_prefix="reward", initializer=worker.use_registry, initargs=(catalogue.registry,)
+        )
     return ProcessPoolExecutor(
         max_workers=config.workers,
         mp_context=mp.get_context("spawn"),
         initializer=worker.init_worker,
-        initargs=(config.worker_settings(), flags),
+        initargs=(config.worker_settings(), flags, True, catalogue.sources if catalogue else ()),
     )
 
 
-async def warm_up(executor: Executor, workers: int, timeout: float = 600.0) -> None:
+async def warm_up(
+    executor: Executor, workers: int, timeout: float = 600.0, expect: dict[str, str] | None = None
+) -> None:
     """Wait until every worker has run its initializer, so the first requests pay no start-up cost.
 
     A worker takes tasks only once its initializer is done, and one ready worker can answer every
     ping while the others still import; so ping until each worker has answered (by process id).
+    With ``expect`` (plugin reward → code version), every worker must serve exactly those versions.
     """
     loop = asyncio.get_running_loop()
     if not isinstance(executor, ProcessPoolExecutor):
@@ -58,7 +72,14 @@ async def warm_up(executor: Executor, workers: int, timeout: float = 600.0) -> N
         if loop.time() > deadline:
             log.warning("only %d of %d scoring workers are ready after %.0f s", len(ready), workers, timeout)
             return
-        ready.update(await asyncio.gather(*(loop.run_in_executor(executor, worker.ping, 0.05) for _ in range(workers))))
+        names = tuple(expect or ())
+        answers = await asyncio.gather(
+            *(loop.run_in_executor(executor, worker.hello, 0.05, names) for _ in range(workers))
+        )
+        for pid, versions in answers:
+            if expect is not None and versions != expect:
+                raise RuntimeError(f"worker {pid} loaded other reward code than the server ({versions} != {expect})")
+            ready.add(pid)
 
 
 def server_credentials(config: ServerConfig) -> grpc.ServerCredentials | None:
@@ -78,10 +99,13 @@ class RewardServer:
 
     def __init__(self, config: ServerConfig, registry: Registry = REGISTRY) -> None:
         self.config = config
-        self.registry = registry
+        # Plugins first: reward code that cannot be served refuses the start (PluginError) before anything runs.
+        self.catalogue = load_catalogue(registry, config.rewards_from, config.rewards_entry_points)
+        self.registry = registry = self.catalogue.registry
         self.cancel_board = CancelBoard()
-        self.executor = make_executor(config, self.cancel_board)
+        self.executor = make_executor(config, self.cancel_board, self.catalogue)
         self.scorer = Scorer(registry, self.executor, config.limits(), self.cancel_board)
+        self.reloader = Reloader(self)
         self.health = health.aio.HealthServicer()
         authenticator = Authenticator.from_file(config.auth_file) if config.auth_file else None
         self.interceptor = ServerInterceptor(authenticator)
@@ -96,7 +120,8 @@ class RewardServer:
                 ("grpc.max_connection_age_grace_ms", int(config.grace_s * 1000)),
             ],
         )
-        add_to_server(RewardServicer(self.scorer, registry, on_broken_pool=self._replace_pool), self.server)
+        self.servicer = RewardServicer(self.scorer, registry, on_broken_pool=self._replace_pool)
+        add_to_server(self.servicer, self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         if config.reflection:
             names = (
@@ -110,9 +135,19 @@ class RewardServer:
         self.models = LoadedModels()
 
     def _replace_pool(self) -> None:
-        old, self.executor = self.executor, make_executor(self.config, self.cancel_board)
+        old, self.executor = self.executor, make_executor(self.config, self.cancel_board, self.catalogue)
         self.scorer.executor = self.executor
         old.shutdown(wait=False, cancel_futures=True)
+
+    def use(self, catalogue: Catalogue, executor: Executor) -> Scorer:
+        """Serve the next calls with ``catalogue`` on the warm ``executor`` (one scorer holds both, so a call
+        never mixes old and new); returns the old scorer, whose calls finish on the old code."""
+        old = self.scorer
+        self.scorer = Scorer(catalogue.registry, executor, self.config.limits(), self.cancel_board)
+        self.scorer.costs = old.costs
+        self.catalogue, self.registry, self.executor = catalogue, catalogue.registry, executor
+        self.servicer.scorer, self.servicer.registry = self.scorer, catalogue.registry
+        return old
 
     async def start(self) -> str:
         try:
@@ -121,7 +156,7 @@ class RewardServer:
         except BaseException:
             self.executor.shutdown(wait=False, cancel_futures=True)
             raise
-        await warm_up(self.executor, self.config.workers)
+        await warm_up(self.executor, self.config.workers, expect=self.catalogue.versions())
         credentials = server_credentials(self.config)
         if credentials is None:
             self.port = self.server.add_insecure_port(self.config.address)
@@ -147,6 +182,7 @@ class RewardServer:
             log.warning("grace period of %.0f s over with calls still in flight", self.config.grace_s)
         await self.server.stop(None)
         await stopping
+        await self.reloader.close()
         await self.models.close()
         self.executor.shutdown(wait=True, cancel_futures=True)
 
@@ -164,6 +200,9 @@ async def serve(config: ServerConfig) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, server.reloader.request, "SIGHUP")
+    if config.reload_on_change:
+        server.reloader.watch()
     await stop.wait()
     log.info("shutting down (grace %.0f s)", config.grace_s)
     await server.stop()

@@ -117,7 +117,9 @@ class RewardServicer(reward_pb2_grpc.RewardServiceServicer):
         self, request: reward_pb2.ScoreRequest, context: grpc.aio.ServicerContext
     ) -> reward_pb2.ScoreResponse:
         start = time.perf_counter()
-        check_sizes(request, self.scorer.limits)
+        # One scorer for the whole call: a reload swaps self.scorer (registry and pool together) between calls.
+        scorer = self.scorer
+        check_sizes(request, scorer.limits)
         check_shapes(request)
         # The interceptor has chosen the id (the request's own, x-request-id metadata, or a new one).
         request_id = REQUEST_ID.get()
@@ -126,9 +128,8 @@ class RewardServicer(reward_pb2_grpc.RewardServiceServicer):
             for spec in request.rewards
         ]
         samples = RequestSamples(request.samples)
-        # The catalogue that scores this request (a reload swaps the scorer's registry between requests).
-        catalogue_version = self.scorer.registry.version
-        outcomes, total = await self.scorer.score(samples, calls)
+        catalogue_version = scorer.registry.version  # the catalogue that scores this request
+        outcomes, total = await scorer.score(samples, calls)
         completions = samples.completions
         record_metrics(outcomes, len(completions))
         elapsed_ms = (time.perf_counter() - start) * 1000
@@ -208,9 +209,9 @@ class RequestSamples(Samples):
 
 
 def _prompt(index: int, sample: reward_pb2.Sample) -> Prompt:
-    """A standard prompt (``prompt_text``) as text, a conversational one as TRL's list of messages."""
-    if sample.HasField("prompt_text"):
-        return sample.prompt_text
+    """A standard prompt (``prompt_text``, or no prompt at all) as text, a conversational one as TRL's messages."""
+    if sample.HasField("prompt_text") or not sample.prompt:
+        return sample.prompt_text  # neither form: a standard sample with an empty prompt
     return [{"role": m.role, "content": m.content} for m in sample.prompt]
 
 

@@ -13,14 +13,17 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import multiprocessing as mp
 import os
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from reward_server import cancellation, settings
-from reward_server.registry import REGISTRY, Batch, BatchResult, ParamValue, Prompt, Reward
+from reward_server.lifecycle import exit_with_parent
+from reward_server.registry import REGISTRY, Batch, BatchResult, ParamValue, Prompt, Registry, Reward
 
 log = logging.getLogger(__name__)
 
@@ -62,15 +65,29 @@ class PartResult:
     elapsed_ms: float
 
 
-def init_worker(worker_settings: settings.WorkerSettings, cancel_flags: Any = None, warm_sandbox: bool = True) -> None:
-    """Pool initializer: load the catalogue and warm what the rewards build lazily.
+def init_worker(
+    worker_settings: settings.WorkerSettings,
+    cancel_flags: Any = None,
+    warm_sandbox: bool = True,
+    plugins: Sequence[Any] = (),
+) -> None:
+    """Pool initializer: load the catalogue (and the plugin ``Source`` s the server loaded) and warm
+    what the rewards build lazily.
 
     ``warm_sandbox=False`` in thread mode: math sandboxes are per thread, so one started by the
-    thread that calls this would never serve a scoring thread.
+    thread that calls this would never serve a scoring thread. A worker process exits by itself
+    when the server does, SIGKILL included (``lifecycle``).
     """
+    if mp.parent_process() is not None:  # a worker process, not the server's own thread pool
+        exit_with_parent()
     settings.configure(worker_settings)
     cancellation.attach(cancel_flags)
     import reward_server.rewards  # noqa: F401 - registers the rewards
+
+    if plugins:
+        from reward_server.plugins import load_into
+
+        load_into(REGISTRY, plugins)  # a failure breaks this pool: the server keeps (or never gets) it
 
     warm_rewards()
     if warm_sandbox:
@@ -83,11 +100,15 @@ def init_worker(worker_settings: settings.WorkerSettings, cancel_flags: Any = No
 
 def warm_rewards() -> None:
     """Score one tiny batch with every enabled CPU reward (defaults), so that first calls cost nothing extra."""
+    from reward_server.rewards.math_checks import SANDBOXED
+
     for reward in REGISTRY:
         if reward.requires_model or reward.score_async is not None or REGISTRY.unavailable_reason(reward.name):
             continue  # models live in the server process
-        if reward.name == "math_equivalence":
-            continue  # warms its own sandbox (init_worker)
+        if reward.source != "built-in":
+            continue  # plugin code is never called with made-up inputs
+        if reward.name in SANDBOXED:
+            continue  # math-verify rewards: init_worker warms their sandbox (in this worker's thread)
         try:
             params = reward.defaults()
             columns = {p.name: [_WARM_TEXT, "42"] for p in reward.params if p.is_field}
@@ -102,6 +123,34 @@ def ping(delay: float = 0.0) -> int:
     """A no-op task that makes the pool start its workers; returns the process id of the worker that ran it."""
     time.sleep(delay)
     return os.getpid()
+
+
+def hello(delay: float = 0.0, names: Sequence[str] = ()) -> tuple[int, dict[str, str]]:
+    """Like :func:`ping`, plus the code version this worker serves for each reward in ``names`` ("" for one it
+    does not have): the server checks that its workers loaded the plugin code it did.
+
+    Example:
+        >>> import reward_server.rewards
+        >>> pid, versions = hello(0.0, ["xml_tag_count", "no_such_reward"])
+        >>> pid == os.getpid(), len(versions["xml_tag_count"]), versions["no_such_reward"]
+        (True, 12, '')
+    """
+    registry = current_registry()
+    return ping(delay), {n: registry.get(n).code_version if n in registry else "" for n in names}
+
+
+_local = threading.local()
+
+
+def use_registry(registry: Registry) -> None:
+    """Thread-pool initializer (``--workers 0``): this thread scores with the server's ``registry``, so a
+    reload's new thread pool serves the new code while the old pool's threads finish on the old."""
+    _local.registry = registry
+
+
+def current_registry() -> Registry:
+    """The registry this worker scores with: its thread pool's (threads), or the process's ``REGISTRY``."""
+    return getattr(_local, "registry", REGISTRY)
 
 
 def _batch(reward: Reward, part: Part, task: Task) -> Batch:
@@ -134,7 +183,7 @@ def run_task(task: Task) -> list[PartResult]:
 
 
 def _run_part(task: Task, part: Part) -> PartResult:
-    reward = REGISTRY.get(part.name)
+    reward = current_registry().get(part.name)
     batch = _batch(reward, part, task)
     start = time.perf_counter()
     result = reward.score_batch(batch, **part.params)

@@ -65,6 +65,28 @@ def test_rewards_breakdown(tmp_path):
     assert all(v > 0 for row in doc["median_ms"].values() for v in row.values())
 
 
+def test_accuracy_bench(tmp_path):
+    doc = run_bench("bench_accuracy", tmp_path)
+    assert set(doc["accuracy_reward"]) == {"in_process_trl", "remote"}
+    assert all(positive_timing(s) for s in doc["accuracy_reward"].values())
+    assert doc["remote_over_in_process"]["ratio_of_medians"] > 0 and doc["config"]["samples"] == 16
+    others = doc["other_rewards_median_ms"]
+    assert {"cosine_scaled_reward", "open_r1_length", "soft_overlong_punishment_reward"} <= set(others)
+    assert all(row["remote"] > 0 for row in others.values())
+
+
+def test_reward_model_server_vs_raw(tmp_path):
+    doc = run_bench("bench_reward_model", tmp_path)
+    assert [(r["model"], r["tokens"], r["callers"]) for r in doc["results"]] == [
+        ("bert", 128, 1),
+        ("bert", 128, 2),
+        ("decoder", 128, 1),
+        ("decoder", 128, 2),
+    ]
+    for row in doc["results"]:
+        assert row["server_vs_raw"] > 0 and row["agreement_max_abs_diff"] < 1e-4  # the same inputs, both ways
+
+
 @pytest.mark.slow
 def test_grpo_step(tmp_path):
     doc = run_bench("bench_grpo_step", tmp_path)

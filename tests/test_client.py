@@ -21,7 +21,7 @@ SAMPLES = [
     {
         "prompt": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "6*7?"}],
         "completion": [{"role": "assistant", "content": "<answer>41</answer>"}],
-        "fields": {"answer": 42},  # not a string: sent stringified
+        "fields": {"answer": 42},  # not a string: sent typed (a number), read as "42" by text rewards
     },
     {"prompt": "2+2?", "completion": "", "fields": {"answer": "4"}},
 ]
@@ -180,3 +180,62 @@ def test_token_is_sent_as_bearer_metadata() -> None:
         recorder.stop(None)
     assert ("authorization", "Bearer s3cret") in seen[0]
     assert not any(key == "authorization" for key, _ in seen[1])
+
+
+def test_catalogue_carries_versions_sources_and_who_reads_token_ids(client) -> None:
+    catalogue = client.catalogue()
+    assert catalogue.catalogue_version and catalogue.server_version
+    assert [r.name for r in catalogue.rewards] == [r.name for r in client.list_rewards()]
+    correctness = catalogue.find("correctness_reward_func")
+    assert correctness is not None and correctness.name == "xml_correctness"
+    assert correctness.source == "built-in" and correctness.code_version and not correctness.reads_completion_ids
+    overlong = catalogue.find("soft_overlong_punishment_reward")
+    assert overlong is not None and overlong.reads_completion_ids
+    assert {p.name: p.type for p in overlong.params}["max_completion_len"] == "integer"
+    assert catalogue.find("no_such_reward") is None
+    result = client.score(SAMPLES, ["xml_integer"])
+    assert result.catalogue_version == catalogue.catalogue_version
+
+
+def test_token_ids_and_extra_columns_round_trip(client) -> None:
+    samples = [
+        {"prompt": "q", "completion": "\\boxed{4}", "fields": {"solution": "$4$"}, "completion_ids": [1] * 90},
+        {"prompt": "q", "completion": "\\boxed{5}", "fields": {"solution": "$4$"}, "completion_ids": []},
+    ]
+    params = {"max_completion_len": 100, "soft_punish_cache": 20}
+    result = client.score(samples, ["accuracy_reward", {"name": "soft_overlong_punishment_reward", "params": params}])
+    assert result["accuracy_reward"] == [1.0, 0.0] and result["soft_overlong_punishment_reward"] == [-0.5, 0.0]
+    accuracy, overlong = result.rewards
+    assert set(accuracy.extra_columns) == {"solution", "gold_parsed", "answer_parsed"}
+    assert accuracy.extra_columns["solution"] == ["$4$", "$4$"] and overlong.extra_columns == {}
+    with pytest.raises(RewardServiceError) as caught:  # a reward that reads token ids, a sample without them
+        client.score([{"completion": "x"}], ["soft_overlong_punishment_reward"])
+    assert caught.value.code == grpc.StatusCode.INVALID_ARGUMENT and "samples[0]" in caught.value.details
+
+
+def test_bad_typed_fields_and_token_ids_are_refused_before_sending(client) -> None:
+    with pytest.raises(InputError, match=r"sample 0: field 'when'.*not a JSON value"):
+        client.score([{"completion": "x", "fields": {"when": object()}}], ["xml_integer"])
+    with pytest.raises(InputError, match=r"sample 1: completion_ids must be token ids"):
+        client.score([{"completion": "x"}, {"completion": "y", "completion_ids": [1, -2]}], ["xml_integer"])
+    with pytest.raises(InputError, match=r"sample 0: completion_ids must be a list"):
+        client.score([{"completion": "x", "completion_ids": "1 2"}], ["xml_integer"])
+
+
+def test_a_missing_prompt_is_an_empty_standard_prompt() -> None:
+    from trainer_client.convert import to_sample
+
+    plain = to_sample({"completion": "4"})
+    assert plain.HasField("prompt_text") and plain.prompt_text == "" and len(plain.prompt) == 0
+    # A conversation needs its turns: with no prompt the sample is standard whatever the completion's shape.
+    chat = to_sample({"prompt": None, "completion": [{"role": "assistant", "content": "4"}]})
+    assert chat.HasField("prompt_text") and chat.prompt_text == "" and len(chat.prompt) == 0 and chat.completion == "4"
+
+
+def test_lora_eval_refuses_token_id_rewards_before_generating(client) -> None:
+    from inference.eval_cli import EvalError, check_rewards
+
+    example = {"prompt": [{"role": "user", "content": "q"}], "solution": "$4$"}
+    check_rewards(client, [{"name": "accuracy_reward", "params": {}}], example)  # text only: fine
+    with pytest.raises(EvalError, match="reads completion_ids"):
+        check_rewards(client, [{"name": "soft_overlong_punishment_reward", "params": {}}], example)

@@ -22,7 +22,8 @@ SAMPLES = [
     pb.Sample(prompt=[pb.ChatMessage(role="user", content="6*7?")], completion=c, fields=FIELDS)
     for c in (REASONED, THINK, MARKED, "", "Ünïcödé ✓ <answer>41</answer>")
 ]
-CPU_REWARDS = [r.name for r in REGISTRY if not r.requires_model]
+# Token-id rewards are checked with their ids in test_rewards_served.py (these samples carry none).
+CPU_REWARDS = [r.name for r in REGISTRY if not r.requires_model and "completion_ids" not in r.reads]
 
 
 def params(**values) -> struct_pb2.Struct:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 from conftest import REPO, start_server, stop_server
 from tiny_models import build_tiny_causal_lm, write_tiny_dataset
@@ -29,6 +31,11 @@ EXPECTED = {
         {"think_boxed_format", "boxed_accuracy", "solution_levenshtein"},
     ),
     "seed004": ("Qwen/Qwen3-4B-Base", {"format_exact", "format_approximate", "answer_check", "number_check"}),
+    # Not a seed: open-r1's math setup (issue 12).
+    "openr1_": (
+        "Qwen/Qwen2.5-1.5B-Instruct",
+        {"open_r1_accuracy", "open_r1_format", "open_r1_tag_count", "open_r1_length"},
+    ),
 }
 
 
@@ -152,3 +159,30 @@ def test_overrides_reach_lists_by_index_and_by_name() -> None:
     )
     assert recipe.rewards[0].weight == 0.5 and recipe.rewards[-1].params == {"value": 3}
     assert recipe.lora.target_modules == ["q_proj"]
+
+
+def test_openr1_recipe_trains_through_the_service(server, tiny, tmp_path) -> None:
+    import json
+
+    from trainer_client import train
+
+    out = tmp_path / "out"
+    steps = [
+        "model.dtype=float32",
+        "training.bf16=false",
+        "training.max_steps=1",
+        "training.save_steps=1",
+        "training.per_device_train_batch_size=4",
+        "training.num_generations=4",
+        "training.gradient_accumulation_steps=1",
+        "training.max_completion_length=16",
+    ]
+    path = next(p for p in CONFIGS if p.name.startswith("openr1_"))
+    recipe = load_recipe(path, [*tiny_overrides(tiny, server.address, out), *steps])
+    assert train.run(recipe) == 0
+    state = json.loads((out / "checkpoint-1" / "trainer_state.json").read_text())
+    (logged,) = [entry for entry in state["log_history"] if "rewards/open_r1_length/mean" in entry]
+    # TRL logged every reward of the recipe under its open-r1 name; the tiny model's text has no tags.
+    for name in ("open_r1_accuracy", "open_r1_format", "open_r1_tag_count", "open_r1_length"):
+        assert math.isfinite(logged[f"rewards/{name}/mean"]), name
+    assert logged["rewards/open_r1_format/mean"] == 0.0

@@ -179,3 +179,43 @@ def test_a_service_failure_keeps_everything_already_scored(tmp_path) -> None:
     rows = [json.loads(line) for line in out.getvalue().splitlines()]
     assert [r["line"] for r in rows] == [1, 2, 3, 4] and all(r["total"] == 2.0 for r in rows)
     assert summary.scored == 4 and reports[0].startswith("lines 5-6: not scored")
+
+
+def test_token_ids_typed_fields_and_extra_columns(server, tmp_path) -> None:
+    source = tmp_path / "in.jsonl"
+    lines = [
+        {"id": 1, "completion": "\\boxed{4}", "fields": {"solution": "$4$", "n": 4}, "completion_ids": [1] * 90},
+        {"completion": "\\boxed{5}", "fields": {"solution": "$4$"}},  # line 2: no completion_ids
+        {"prompt": "2+2?", "completion": "\\boxed{5}", "fields": {"solution": "$4$"}, "completion_ids": []},
+    ]
+    source.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    out = tmp_path / "out.jsonl"
+    done = reward_score(
+        str(source),
+        "-o",
+        str(out),
+        "--target",
+        server.address,
+        "--reward",
+        "accuracy_reward",
+        "--reward",
+        "soft_overlong_punishment_reward",
+        "--param",
+        "soft_overlong_punishment_reward.max_completion_len=100",
+        "--param",
+        "soft_overlong_punishment_reward.soft_punish_cache=20",
+        "--no-progress",
+    )
+    assert done.returncode == 3, done.stderr
+    assert "line 2: no 'completion_ids', which reward 'soft_overlong_punishment_reward' reads" in done.stderr
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["line"] for r in rows] == [1, 3]
+    assert [r["scores"] for r in rows] == [
+        {"accuracy_reward": 1.0, "soft_overlong_punishment_reward": -0.5},
+        {"accuracy_reward": 0.0, "soft_overlong_punishment_reward": 0.0},
+    ]
+    # Extra columns per reward, one value per line; the catalogue version that scored each line.
+    assert list(rows[0]["extra_columns"]) == ["accuracy_reward"]
+    assert rows[0]["extra_columns"]["accuracy_reward"]["solution"] == "$4$"
+    assert set(rows[1]["extra_columns"]["accuracy_reward"]) == {"solution", "gold_parsed", "answer_parsed"}
+    assert rows[0]["catalogue_version"] == RewardClient(server.address).catalogue().catalogue_version

@@ -9,6 +9,7 @@ import math
 
 import pytest
 
+from reward_server.registry import SampleScore
 from reward_server.rewards.math_equiv import math_equivalence
 
 
@@ -66,3 +67,19 @@ def test_no_answer_scores_zero(completion):
 
 def test_returns_float():
     assert isinstance(math_equivalence(r"\boxed{1}", "1"), float)
+
+
+@pytest.mark.parametrize("reference", ["Answer is forty two.", "Answer is forty three.", ""])
+@pytest.mark.parametrize("completion", [r"\boxed{42}", "Answer is forty two.", ""])
+def test_unparsable_reference_is_nan_with_a_note(completion, reference):
+    # TRL's accuracy_reward returns None for these: a bad label is not a wrong answer.
+    from registry_scoring import score
+
+    result = score("math_equivalence", [completion], [reference])
+    assert math.isnan(result.scores[0])
+    assert result.notes[0] == f"reference did not parse as math: {reference!r}"
+
+
+def test_unparsable_reference_returns_no_score():
+    out = math_equivalence(r"\boxed{42}", "Answer is forty two.")
+    assert isinstance(out, SampleScore) and out.score is None

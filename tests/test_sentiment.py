@@ -197,7 +197,7 @@ def test_a_model_that_cannot_load_fails_startup_naming_it(tmp_path, model_dir, m
             tmp_path, "--enable-sentiment", "--device", device, "--sentiment-model", str(path), "--workers", "0"
         )
     message = str(caught.value)
-    assert "server exited with 1" in message
+    assert "server exited with 2" in message  # a model that does not load refuses the configuration
     assert f"cannot load model '{path}' for reward sentiment_match" in message
     assert all(needle in message for needle in needles), message
     assert "listening on" not in message

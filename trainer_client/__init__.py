@@ -4,12 +4,14 @@
 extra (TRL, PEFT, transformers, datasets, accelerate, torch).
 """
 
+from trainer_client.catalogue import Catalogue
 from trainer_client.client import RetryPolicy, RewardClient
 from trainer_client.convert import RewardInfo, RewardScores, ScoreResult
 from trainer_client.errors import InputError, PreflightError, RecipeError, RewardServiceError
 from trainer_client.trl_adapter import remote_reward_funcs
 
 __all__ = [
+    "Catalogue",
     "InputError",
     "PreflightError",
     "RecipeError",

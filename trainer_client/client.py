@@ -21,16 +21,9 @@ import grpc
 
 from reward.v1 import reward_pb2 as pb
 from reward.v1 import reward_pb2_grpc
-from trainer_client.convert import (
-    RewardInfo,
-    RewardLike,
-    ScoreResult,
-    from_response,
-    reward_info,
-    reward_name,
-    reward_spec,
-    to_sample,
-)
+from trainer_client.catalogue import Catalogue, RewardInfo
+from trainer_client.catalogue import catalogue as to_catalogue
+from trainer_client.convert import RewardLike, ScoreResult, from_response, reward_name, reward_spec, to_sample
 from trainer_client.errors import RewardServiceError
 
 SERVICE = pb.DESCRIPTOR.services_by_name["RewardService"].full_name
@@ -145,6 +138,9 @@ class RewardClient:
         retry: retry policy on UNAVAILABLE and pushed-back RESOURCE_EXHAUSTED (``RetryPolicy(max_attempts=1)``
             turns retries off).
         options: extra gRPC channel options.
+        typed_fields: send non-string dataset columns with their JSON types (``Sample.typed_fields``, the default);
+            False sends every column as text in ``Sample.fields``, for servers older than typed fields (they ignore
+            ``typed_fields``, so a reward there would not find a numeric column).
 
     Example:
         >>> client = RewardClient("127.0.0.1:50051", deadline_s=10, token="s3cret")
@@ -164,8 +160,10 @@ class RewardClient:
         client_key: str | Path | None = None,
         retry: RetryPolicy = RetryPolicy(),  # frozen: safe as a default
         options: Iterable[tuple[str, Any]] = (),
+        typed_fields: bool = True,
     ) -> None:
         self.target = normalize_target(target)
+        self.typed_fields = typed_fields
         self.deadline_s = deadline_s
         self.retry = retry
         self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
@@ -203,7 +201,7 @@ class RewardClient:
         self, samples: Sequence[Mapping[str, Any]], rewards: Sequence[RewardLike], request_id: str | None
     ) -> pb.ScoreRequest:
         return pb.ScoreRequest(
-            samples=[to_sample(s, i) for i, s in enumerate(samples)],
+            samples=[to_sample(s, i, typed=self.typed_fields) for i, s in enumerate(samples)],
             rewards=[reward_spec(r, i) for i, r in enumerate(rewards)],
             request_id=request_id or uuid.uuid4().hex[:16],
         )
@@ -216,7 +214,12 @@ class RewardClient:
         request_id: str | None = None,
         deadline_s: float | None = None,
     ) -> ScoreResult:
-        """Score ``samples`` (``{"prompt", "completion", "fields"}`` dicts) with ``rewards`` in one call.
+        """Score ``samples`` with ``rewards`` in one call.
+
+        A sample is ``{"prompt", "completion", "fields", "completion_ids"}`` (all but completion optional): the
+        prompt as text (a standard dataset) or chat messages (a conversational one), sent in that shape; the
+        completion as text or messages (sent as its text); fields as column → JSON value; completion_ids as the
+        completion's token ids, for rewards that read them (``RewardInfo.reads_completion_ids``).
 
         Raises:
             RewardServiceError: the call failed after the retries (``.code``, ``.details``).
@@ -252,14 +255,28 @@ class RewardClient:
     # -- Catalogue and health ------------------------------------------------------------------------------------
 
     def list_rewards(self, *, deadline_s: float | None = None) -> list[RewardInfo]:
-        """The server's reward catalogue (names, aliases, fields, params, availability)."""
+        """The server's reward catalogue (names, aliases, fields, params, availability, code versions)."""
+        return self.catalogue(deadline_s=deadline_s).rewards
+
+    def catalogue(self, *, deadline_s: float | None = None) -> Catalogue:
+        """The whole ListRewards answer: the rewards plus the server and catalogue versions."""
         try:
             response = self._stub.ListRewards(
                 pb.ListRewardsRequest(), timeout=deadline_s or self.deadline_s, metadata=self._metadata
             )
         except grpc.RpcError as exc:
             raise RewardServiceError.from_rpc_error(exc, "ListRewards", self.target) from None
-        return [reward_info(r) for r in response.rewards]
+        return to_catalogue(response)
+
+    async def catalogue_async(self, *, deadline_s: float | None = None) -> Catalogue:
+        """:meth:`catalogue` for an event loop (the TRL adapter looks the catalogue up from TRL's loop)."""
+        try:
+            response = await self._aio_stub().ListRewards(
+                pb.ListRewardsRequest(), timeout=deadline_s or self.deadline_s, metadata=self._metadata
+            )
+        except grpc.RpcError as exc:
+            raise RewardServiceError.from_rpc_error(exc, "ListRewards", self.target) from None
+        return to_catalogue(response)
 
     def health(self, *, service: str = SERVICE, deadline_s: float = 10.0) -> bool:
         """True if the standard gRPC health check says SERVING for ``service``.

@@ -8,31 +8,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from google.protobuf import struct_pb2
-
 from reward.v1 import reward_pb2 as pb
+from reward.values import to_value, value_text
+from trainer_client.catalogue import ParamInfo, RewardInfo, reward_info  # noqa: F401 - their old home
 from trainer_client.errors import InputError
 
 #: A chat message as TRL and the chat templates use it.
 Message = Mapping[str, Any]
 #: A reward as a caller names it: ``"xml_correctness"`` or ``{"name": ..., "weight": ..., "params": {...}}``.
 RewardLike = str | Mapping[str, Any]
-
-
-def field_text(value: Any) -> str:
-    """A dataset column value as the string the service expects (``fields`` are strings on the wire).
-
-    Example:
-        >>> [field_text(v) for v in ("42", 42, 0.5, None, True, {"a": [1]})]
-        ['42', '42', '0.5', '', 'True', '{"a": [1]}']
-    """
-    if isinstance(value, str):
-        return value
-    if value is None:
-        return ""
-    if isinstance(value, bool | int | float):
-        return str(value)
-    return json.dumps(value, ensure_ascii=False, default=str)
 
 
 def json_object(text: str, where: str) -> dict[str, Any]:
@@ -76,20 +60,92 @@ def completion_text(completion: str | Sequence[Message]) -> str:
     return "".join(message_text(m["content"]) for m in completion)
 
 
-def prompt_messages(prompt: str | Sequence[Message]) -> list[pb.ChatMessage]:
-    """A prompt as chat turns; a plain-text prompt is one ``user`` turn."""
+def prompt_messages(prompt: Sequence[Message]) -> list[pb.ChatMessage]:
+    """Chat turns as ``ChatMessage`` s (multimodal contents keep their text parts)."""
     if isinstance(prompt, str):
-        return [pb.ChatMessage(role="user", content=prompt)]
+        raise TypeError("a plain-text prompt is sent as prompt_text, not as chat turns")
     return [pb.ChatMessage(role=str(m["role"]), content=message_text(m["content"])) for m in prompt]
 
 
-def to_sample(sample: Mapping[str, Any], index: int = 0) -> pb.Sample:
-    """One ``{"prompt", "completion", "fields"}`` dict as a ``Sample``; a malformed one raises naming ``index``.
+def set_prompt(sample: pb.Sample, prompt: Any) -> None:
+    """Put ``prompt`` on ``sample`` in its true shape: text as ``prompt_text``, chat turns as ``prompt``.
+
+    No prompt (None or absent) is an empty ``prompt_text``: the server reads a sample with neither prompt form
+    as standard with an empty prompt, whatever the completion's shape (a conversation needs its turns).
 
     Example:
-        >>> s = to_sample({"prompt": "2+2?", "completion": "4", "fields": {"answer": 4}})
-        >>> s.prompt[0].role, s.completion, dict(s.fields)
-        ('user', '4', {'answer': '4'})
+        >>> s = pb.Sample(); set_prompt(s, "2+2?"); s.prompt_text, len(s.prompt)
+        ('2+2?', 0)
+        >>> s = pb.Sample(); set_prompt(s, [{"role": "user", "content": "2+2?"}]); s.HasField("prompt_text")
+        False
+        >>> s = pb.Sample(); set_prompt(s, None); s.HasField("prompt_text"), s.prompt_text
+        (True, '')
+    """
+    if prompt is None:
+        sample.prompt_text = ""
+        return
+    if isinstance(prompt, str):
+        sample.prompt_text = prompt
+    else:
+        sample.prompt.extend(prompt_messages(prompt))
+
+
+def _plain(value: Any) -> Any:
+    """numpy/torch scalars and arrays as Python values (``datasets`` can hand those out); the rest as it is."""
+    tolist = getattr(value, "tolist", None)
+    return tolist() if callable(tolist) and not isinstance(value, str | bytes) else value
+
+
+def set_fields(sample: pb.Sample, fields: Mapping[str, Any], index: int = 0, *, typed: bool = True) -> None:
+    """Dataset columns onto ``sample``: strings in ``fields``, every other JSON value in ``typed_fields``.
+
+    Strings stay in the string map: it is smaller on the wire and every server reads it, so a column of
+    strings scores the same on servers older than ``typed_fields``. ``typed=False`` sends every value as
+    its text (:func:`reward.values.value_text`), for such older servers.
+
+    Example:
+        >>> s = pb.Sample(); set_fields(s, {"answer": "4", "n": 42, "info": {"tests": [1]}})
+        >>> dict(s.fields), sorted(s.typed_fields), s.typed_fields["n"].number_value
+        ({'answer': '4'}, ['info', 'n'], 42.0)
+        >>> s = pb.Sample(); set_fields(s, {"n": 42}, typed=False); dict(s.fields)
+        {'n': '42'}
+    """
+    for key, value in fields.items():
+        key = str(key)
+        value = _plain(value)
+        if isinstance(value, str):
+            sample.fields[key] = value
+        elif not typed:
+            sample.fields[key] = value_text(value)
+        else:
+            try:
+                sample.typed_fields[key].CopyFrom(to_value(value, repr(key)))
+            except TypeError as exc:
+                raise InputError(f"sample {index}: field {exc}") from None
+
+
+def set_completion_ids(sample: pb.Sample, ids: Any, index: int = 0) -> None:
+    """TRL's ``completion_ids`` for one sample (an empty list is sent as "no tokens", not as "not sent")."""
+    ids = _plain(ids)
+    if isinstance(ids, str | bytes) or not isinstance(ids, Sequence):
+        raise InputError(f"sample {index}: completion_ids must be a list of token ids, got {type(ids).__name__}")
+    sample.completion_ids.SetInParent()
+    try:
+        sample.completion_ids.ids.extend(ids)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"sample {index}: completion_ids must be token ids (integers 0 to 2**32-1): {exc}") from None
+
+
+def to_sample(sample: Mapping[str, Any], index: int = 0, *, typed: bool = True) -> pb.Sample:
+    """One ``{"prompt", "completion", "fields", "completion_ids"}`` dict as a ``Sample``; bad input raises naming
+    ``index``. See :func:`set_prompt`, :func:`set_fields` (``typed``) and :func:`set_completion_ids`.
+
+    Example:
+        >>> s = to_sample({"prompt": "2+2?", "completion": "4", "fields": {"answer": 4}, "completion_ids": [7]})
+        >>> s.prompt_text, s.completion, dict(s.fields), s.typed_fields["answer"].number_value
+        ('2+2?', '4', {}, 4.0)
+        >>> list(s.completion_ids.ids)
+        [7]
     """
     if not isinstance(sample, Mapping):
         raise InputError(
@@ -101,13 +157,14 @@ def to_sample(sample: Mapping[str, Any], index: int = 0) -> pb.Sample:
     if not isinstance(fields, Mapping):
         raise InputError(f"sample {index}: 'fields' must be an object of column → value, got {type(fields).__name__}")
     try:
-        return pb.Sample(
-            prompt=prompt_messages(sample.get("prompt") or []),
-            completion=completion_text(sample["completion"]),
-            fields={str(k): field_text(v) for k, v in fields.items()},
-        )
+        out = pb.Sample(completion=completion_text(sample["completion"]))
+        set_prompt(out, sample.get("prompt"))
     except (TypeError, KeyError, AttributeError) as exc:
         raise InputError(f"sample {index}: prompt/completion must be a string or chat messages ({exc})") from exc
+    set_fields(out, fields, index, typed=typed)
+    if sample.get("completion_ids") is not None:
+        set_completion_ids(out, sample["completion_ids"], index)
+    return out
 
 
 def reward_spec(reward: RewardLike, index: int = 0) -> pb.RewardSpec:
@@ -158,6 +215,8 @@ class RewardScores:
     notes: dict[int, str] = field(default_factory=dict)
     #: Server wall time spent on this reward.
     elapsed_ms: float = 0.0
+    #: Extra per-sample text columns the reward logs (column name → one value per sample), for TRL's log_extra.
+    extra_columns: dict[str, list[str]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -173,6 +232,8 @@ class ScoreResult:
     server_ms: float
     #: Client-side round trip, retries included.
     rtt_ms: float
+    #: Version of the reward catalogue (every reward's code) that scored the call; "" from older servers.
+    catalogue_version: str = ""
 
     def __getitem__(self, name: str) -> list[float]:
         """Scores of the reward requested as ``name`` (or its canonical name)."""
@@ -203,6 +264,7 @@ def from_response(response: pb.ScoreResponse, requested: Sequence[str], rtt_ms: 
                 weight=r.weight,
                 notes={n.sample_index: n.reason for n in r.notes},
                 elapsed_ms=r.elapsed_ms,
+                extra_columns={c.name: list(c.values) for c in r.extra_columns},
             )
             for r, asked in zip(response.results, requested, strict=True)
         ],
@@ -211,74 +273,7 @@ def from_response(response: pb.ScoreResponse, requested: Sequence[str], rtt_ms: 
         server_version=response.server_version,
         server_ms=response.elapsed_ms,
         rtt_ms=rtt_ms,
-    )
-
-
-@dataclass(frozen=True)
-class ParamInfo:
-    """One parameter of a reward, as ListRewards describes it."""
-
-    name: str
-    type: str  # "string", "number" or "bool"
-    default: Any
-    description: str
-
-
-@dataclass(frozen=True)
-class RewardInfo:
-    """One reward of the server's catalogue."""
-
-    name: str
-    aliases: list[str]
-    description: str
-    #: Sample fields the reward reads with default params (a ``*_field`` param renames them).
-    fields: list[str]
-    params: list[ParamInfo]
-    requires_model: bool
-    model_id: str
-    device: str
-    available: bool
-    unavailable_reason: str
-
-    def fields_read(self, params: Mapping[str, Any] | None = None) -> list[str]:
-        """The fields read with ``params``: defaults, with ``*_field`` params applied.
-
-        Example:
-            >>> info = RewardInfo("r", [], "", ["answer"], [ParamInfo("reference_field", "string", "answer", "")],
-            ...                   False, "", "", True, "")
-            >>> info.fields_read({"reference_field": "solution"})
-            ['solution']
-        """
-        params = params or {}
-        return [
-            str(params.get(p.name, p.default)) for p in self.params if p.name.endswith("_field") and p.type == "string"
-        ]
-
-
-_TYPE_NAMES = {pb.PARAM_TYPE_STRING: "string", pb.PARAM_TYPE_NUMBER: "number", pb.PARAM_TYPE_BOOL: "bool"}
-
-
-def _value(v: struct_pb2.Value) -> Any:
-    kind = v.WhichOneof("kind")
-    return None if kind in (None, "null_value") else getattr(v, kind)
-
-
-def reward_info(info: pb.RewardInfo) -> RewardInfo:
-    """A ``RewardInfo`` message as a plain dataclass."""
-    return RewardInfo(
-        name=info.name,
-        aliases=list(info.aliases),
-        description=info.description,
-        fields=list(info.fields),
-        params=[
-            ParamInfo(p.name, _TYPE_NAMES.get(p.type, "unspecified"), _value(p.default_value), p.description)
-            for p in info.params
-        ],
-        requires_model=info.requires_model,
-        model_id=info.model_id,
-        device=info.device,
-        available=info.available,
-        unavailable_reason=info.unavailable_reason,
+        catalogue_version=response.catalogue_version,
     )
 
 

@@ -7,12 +7,10 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from trainer_client.catalogue import RewardInfo
 from trainer_client.client import RetryPolicy, RewardClient
-from trainer_client.convert import RewardInfo
 from trainer_client.errors import PreflightError, RewardServiceError
 from trainer_client.recipes import Recipe, RewardServerSection
-
-_PARAM_TYPES: dict[str, tuple[type, ...]] = {"string": (str,), "number": (int, float), "bool": (bool,)}
 
 
 def make_client(section: RewardServerSection) -> RewardClient:
@@ -63,9 +61,9 @@ def check_params(name: str, info: RewardInfo, params: Mapping[str, Any]) -> None
             raise PreflightError(
                 f"reward {name!r}: unknown param {key!r}; known params: {', '.join(sorted(declared)) or 'none'}"
             )
-        allowed = _PARAM_TYPES.get(param.type, (object,))
-        if not isinstance(value, allowed) or (param.type == "number" and isinstance(value, bool)):
-            raise PreflightError(f"reward {name!r}: param {key!r} must be a {param.type}, got {value!r}")
+        if not param.accepts(value):
+            kind = {"integer": "an integer", "string_list": "a list of strings"}.get(param.type, f"a {param.type}")
+            raise PreflightError(f"reward {name!r}: param {key!r} must be {kind}, got {value!r}")
 
 
 def check_reward(name: str, params: Mapping[str, Any], catalogue: Sequence[RewardInfo]) -> RewardInfo:
@@ -83,7 +81,10 @@ def check_rewards(recipe: Recipe, catalogue: Sequence[RewardInfo]) -> dict[str, 
 
 
 def check_fields(recipe: Recipe, rewards: Mapping[str, RewardInfo], example: Mapping[str, Any]) -> None:
-    """Every field a reward reads is an example column (TRL passes example columns as ``fields``)."""
+    """Every field a reward reads is an example column (TRL passes example columns as ``fields``).
+
+    ``completion_ids`` need no column: TRL hands them to the reward functions, and the adapter sends them.
+    """
     have = sorted(k for k in example if k != "prompt")
     for reward in recipe.rewards:
         for needed in rewards[reward.name].fields_read(reward.params):

@@ -3,10 +3,12 @@
     reward-score samples.jsonl -o scores.jsonl --target 127.0.0.1:50051 \\
         --reward correctness_reward_func --reward xml_strict_format:0.5 --param xml_strict_format.value=1
 
-Each input line is ``{"prompt": str | messages, "completion": str | messages, "fields": {...}, "id": ...}``
-(prompt, fields and id optional). Each output line is ``{"line": N, "id": ..., "scores": {reward: score|null},
-"total": x|null}``, in input order. A bad line is reported on stderr with its number and skipped; every
-batch scored is written at once, so a failure later loses nothing already scored.
+Each input line is ``{"prompt": str | messages, "completion": str | messages, "fields": {...}, "completion_ids":
+[int, ...], "id": ...}`` (all but completion optional; fields keep their JSON types; completion_ids are needed only
+by rewards that read them). Each output line is ``{"line": N, "id": ..., "scores": {reward: score|null},
+"total": x|null, "extra_columns": {reward: {column: text}}, "catalogue_version": "..."}``, in input order
+(``extra_columns`` only when a reward returned some). A bad line is reported on stderr with its number and
+skipped; every batch scored is written at once, so a failure later loses nothing already scored.
 Exit codes: 0 all lines scored, 3 some lines skipped as bad, 1 the service failed (the rest is unscored),
 2 bad usage.
 """
@@ -41,7 +43,7 @@ from trainer_client.convert import (
     to_sample,
 )
 from trainer_client.errors import InputError, PreflightError, RecipeError, RewardServiceError
-from trainer_client.preflight import check_reward, check_service
+from trainer_client.preflight import check_reward, check_service, find_reward
 
 TOKEN_ENV = "REWARD_SERVICE_TOKEN"
 TARGET_ENV = "REWARD_SERVICE_TARGET"
@@ -84,8 +86,12 @@ class Summary:
         return "\n".join([lines[0], "-" * len(lines[0]), *lines[1:]])
 
 
-def parse_line(number: int, text: str, needed: Sequence[str]) -> Line:
-    """Check one JSONL line and turn it into a :class:`Line`; raises InputError naming the line."""
+def parse_line(number: int, text: str, needed: Sequence[str], id_readers: Sequence[str] = ()) -> Line:
+    """Check one JSONL line and turn it into a :class:`Line`; raises InputError naming the line.
+
+    ``needed``: fields the rewards read; ``id_readers``: the rewards that read ``completion_ids`` (if any, the
+    line must carry them).
+    """
     record = json_object(text, f"line {number}")
     try:
         to_sample(record, number)  # the same checks the client makes before sending
@@ -95,17 +101,21 @@ def parse_line(number: int, text: str, needed: Sequence[str]) -> Line:
     missing = [f for f in needed if f not in fields]
     if missing:
         raise InputError(f"line {number}: fields has no {missing[0]!r}, which the rewards read; has {sorted(fields)}")
-    sample = {"prompt": record.get("prompt") or [], "completion": record["completion"], "fields": fields}
+    if id_readers and record.get("completion_ids") is None:
+        raise InputError(f"line {number}: no 'completion_ids', which reward {id_readers[0]!r} reads")
+    sample = {"prompt": record.get("prompt"), "completion": record["completion"], "fields": fields}
+    if record.get("completion_ids") is not None:
+        sample["completion_ids"] = record["completion_ids"]
     return Line(number, sample, record.get("id"))
 
 
-def read_lines(handle: IO[str], needed: Sequence[str], report) -> Iterator[Line]:
+def read_lines(handle: IO[str], needed: Sequence[str], report, id_readers: Sequence[str] = ()) -> Iterator[Line]:
     """Valid lines of ``handle``; bad ones go to ``report`` (with their number) and are skipped."""
     for number, text in enumerate(handle, 1):
         if not text.strip():
             continue
         try:
-            yield parse_line(number, text, needed)
+            yield parse_line(number, text, needed, id_readers)
         except InputError as exc:
             report(str(exc))
 
@@ -143,12 +153,18 @@ def write_batch(out: IO[str], batch: list[Line], result, names: Sequence[str], s
     columns = {name: result[name] for name in names}
     shown = {name: nan_to_none(scores) for name, scores in columns.items()}
     totals = nan_to_none(result.total)
+    extras = {r.requested: r.extra_columns for r in result.rewards if r.extra_columns}
     for i, line in enumerate(batch):
         record: dict[str, Any] = {"line": line.number}
         if line.id is not None:
             record["id"] = line.id
         record["scores"] = {name: scores[i] for name, scores in shown.items()}
         record["total"] = totals[i]
+        if extras:
+            record["extra_columns"] = {
+                name: {column: values[i] for column, values in columns.items()} for name, columns in extras.items()
+            }
+        record["catalogue_version"] = result.catalogue_version
         out.write(json.dumps(record, ensure_ascii=False) + "\n")
         for name, scores in columns.items():
             summary.add(name, scores[i])
@@ -258,11 +274,16 @@ def needed_fields(rewards: Sequence[Mapping[str, Any]], catalogue: Sequence[Rewa
     return needed
 
 
+def id_readers(rewards: Sequence[Mapping[str, Any]], catalogue: Sequence[RewardInfo]) -> list[str]:
+    """The rewards (as named) that read ``completion_ids``: every line must carry them."""
+    return [r["name"] for r in rewards if find_reward(r["name"], catalogue).reads_completion_ids]
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="reward-score", description="Score a JSONL file of completions with the reward service."
     )
-    parser.add_argument("input", help="JSONL file of {prompt, completion, fields} ('-' for stdin)")
+    parser.add_argument("input", help="JSONL file of {prompt, completion, fields, completion_ids} ('-' for stdin)")
     parser.add_argument("-o", "--output", default="-", help="JSONL file to write ('-' for stdout, the default)")
     parser.add_argument("--target", default=os.environ.get(TARGET_ENV, "127.0.0.1:50051"), help="reward service")
     parser.add_argument("--reward", action="append", default=[], metavar="NAME[:WEIGHT]", help="a reward to apply")
@@ -308,7 +329,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         rewards = rewards_from_args(args)
-        needed = needed_fields(rewards, check_service(client))
+        catalogue = check_service(client)
+        needed = needed_fields(rewards, catalogue)
+        readers = id_readers(rewards, catalogue)
     except (RecipeError, InputError) as exc:
         print(f"reward-score: {exc}", file=sys.stderr)
         return 2
@@ -345,7 +368,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             score_stream(
                 client,
                 rewards,
-                read_lines(source, needed, bad_line),
+                read_lines(source, needed, bad_line, readers),
                 out,
                 batch_size=args.batch_size,
                 concurrency=args.concurrency,

@@ -18,6 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+import grpc
+
+from trainer_client.catalogue import readers_of_ids
 from trainer_client.client import RewardClient
 from trainer_client.convert import RewardLike, ScoreResult, completion_text, nan_to_none, reward_name, reward_spec
 from trainer_client.errors import RewardServiceError
@@ -71,11 +74,12 @@ def rank_path(path: str | Path) -> Path:
 
 
 def batch_fields(kwargs: Mapping[str, Any], n: int, only: Sequence[str] | None = None) -> list[dict[str, Any]]:
-    """Per-sample ``fields`` from TRL's keyword arguments: every dataset column (a list of ``n`` values).
+    """Per-sample ``fields`` from TRL's keyword arguments: every dataset column (a list of ``n`` values), each
+    value as it is (an int stays an int, a dict a dict: they travel as ``typed_fields``).
 
     Example:
-        >>> batch_fields({"answer": ["4", "5"], "trainer_state": object(), "log_metric": print}, 2)
-        [{'answer': '4'}, {'answer': '5'}]
+        >>> batch_fields({"answer": ["4", 5], "info": [{"k": 1}, {}], "trainer_state": None, "log_metric": print}, 2)
+        [{'answer': '4', 'info': {'k': 1}}, {'answer': 5, 'info': {}}]
     """
     columns = {
         k: v
@@ -120,6 +124,12 @@ class RemoteRewards:
             self.record_to.parent.mkdir(parents=True, exist_ok=True)  # once, not per batch
         self.stats = CallStats()
         self._batch: _Batch | None = None
+        #: The catalogue version the last Score answer named (logged at INFO whenever it changes).
+        self.catalogue_version: str | None = None
+        # Requested names whose reward reads completion_ids, and the catalogue version that said so (None: not
+        # looked up yet). Looked up lazily: nothing is asked before the first batch that has token ids.
+        self._id_readers: list[str] | None = None
+        self._id_readers_version: str | None = None
 
     async def scores_for(
         self, name: str, prompts: Sequence[Any], completions: Sequence[Any], kwargs: Mapping[str, Any]
@@ -153,10 +163,22 @@ class RemoteRewards:
         samples = [
             {"prompt": p, "completion": c, "fields": f} for p, c, f in zip(prompts, completions, fields, strict=True)
         ]
+        ids = kwargs.get("completion_ids")
+        has_ids = ids is not None and len(ids) == len(samples)
+        if has_ids and await self.id_readers():
+            _attach_ids(samples, ids)
         log_metric = kwargs.get("log_metric")
         self.stats.calls += 1
         try:
-            result = await self.client.score_async(samples, self.rewards, request_id=_request_id(kwargs))
+            try:
+                result = await self.client.score_async(samples, self.rewards, request_id=_request_id(kwargs))
+            except RewardServiceError as exc:
+                # A reload between our catalogue look-up and this call made a reward read token ids: send them.
+                if not (has_ids and _wants_ids(exc) and "completion_ids" not in samples[0]):
+                    raise
+                self._id_readers = None
+                _attach_ids(samples, ids)
+                result = await self.client.score_async(samples, self.rewards, request_id=_request_id(kwargs))
         except RewardServiceError as exc:
             self.stats.failures += 1
             if callable(log_metric):
@@ -171,19 +193,56 @@ class RemoteRewards:
             )
             return None
         self.stats.rtt_ms.append(result.rtt_ms)
+        self._note_catalogue(result)
         if callable(log_metric):
             log_metric(RTT_METRIC, result.rtt_ms)
             log_metric(SERVER_METRIC, result.server_ms)
             log_metric(FAILED_METRIC, 0.0)
+        log_extra = kwargs.get("log_extra")
+        if callable(log_extra):
+            for column, values in extra_columns(result).items():
+                log_extra(column, values)
         if self.record_to is not None:
             self._record(samples, result, kwargs.get("trainer_state"))
         return result
+
+    async def id_readers(self) -> list[str]:
+        """The requested rewards that read ``completion_ids`` (one ListRewards call, repeated after a reload).
+
+        If the catalogue cannot be read, the ids are sent anyway (the Score call says what is wrong).
+        """
+        if self._id_readers is None:
+            try:
+                known = await self.client.catalogue_async()
+            except RewardServiceError as exc:
+                log.warning("cannot read the reward catalogue (%s); sending completion_ids with this batch", exc)
+                return self.names
+            self._id_readers = readers_of_ids(self.names, known)
+            self._id_readers_version = known.catalogue_version
+        return self._id_readers
+
+    def _note_catalogue(self, result: ScoreResult) -> None:
+        """Log the catalogue version that scored the run (once per change); a new one invalidates the id lookup."""
+        version = result.catalogue_version
+        if version != self.catalogue_version:
+            log.info(
+                "rewards %s scored by reward catalogue version %s (server %s at %s)",
+                ",".join(self.names),
+                version or "(none: server predates catalogue versions)",
+                result.server_version,
+                self.client.target,
+            )
+            self.catalogue_version = version
+        if self._id_readers is not None and version != self._id_readers_version:
+            self._id_readers = None  # the code changed (a plugin reload): ask again which rewards read ids
 
     def _record(self, samples: list[dict[str, Any]], result: ScoreResult, state: Any) -> None:
         """Append the batch and its scores as one JSON line (an audit trail of what was scored)."""
         line = {
             "step": getattr(state, "global_step", None),
             "request_id": result.request_id,
+            "catalogue_version": result.catalogue_version,
+            "server_version": result.server_version,
             "rtt_ms": result.rtt_ms,
             "server_ms": result.server_ms,
             "rewards": self.rewards,
@@ -194,8 +253,42 @@ class RemoteRewards:
             "scores": {name: nan_to_none(scores) for name, scores in result.as_dict().items()},
             "total": nan_to_none(result.total),
         }
+        extras = {r.requested: r.extra_columns for r in result.rewards if r.extra_columns}
+        if extras:
+            line["extra_columns"] = extras
         with self.record_to.open("a", encoding="utf-8") as out:
             out.write(json.dumps(line, ensure_ascii=False, default=str) + "\n")
+
+
+def extra_columns(result: ScoreResult) -> dict[str, list[str]]:
+    """Every reward's extra columns under the names TRL's completions table shows.
+
+    A column keeps its own name (``gold_parsed``, as TRL's ``accuracy_reward`` logs it); when an earlier reward
+    of the same call already has that name, it becomes ``<reward>/<column>``, so each is logged exactly once
+    and TRL's table keeps one value per sample in every column.
+
+    Example:
+        >>> from trainer_client.convert import RewardScores
+        >>> a = RewardScores("accuracy_reward", "accuracy_reward", [1.0], 1.0, extra_columns={"solution": ["4"]})
+        >>> b = RewardScores("r", "r", [1.0], 1.0, extra_columns={"solution": ["4"], "x": ["y"]})
+        >>> extra_columns(ScoreResult([a, b], [2.0], "id", "1", 0.0, 0.0))
+        {'solution': ['4'], 'r/solution': ['4'], 'x': ['y']}
+    """
+    out: dict[str, list[str]] = {}
+    for reward in result.rewards:
+        for column, values in reward.extra_columns.items():
+            out[f"{reward.requested}/{column}" if column in out else column] = values
+    return out
+
+
+def _attach_ids(samples: list[dict[str, Any]], ids: Sequence[Any]) -> None:
+    for sample, sample_ids in zip(samples, ids, strict=True):
+        sample["completion_ids"] = sample_ids
+
+
+def _wants_ids(exc: RewardServiceError) -> bool:
+    """The server refused the call because a reward reads token ids the samples lack."""
+    return exc.code == grpc.StatusCode.INVALID_ARGUMENT and "completion_ids" in exc.details
 
 
 def _request_id(kwargs: Mapping[str, Any]) -> str:
@@ -231,9 +324,10 @@ def remote_reward_funcs(
             dicts. Scores come back unweighted; weight them with ``GRPOConfig.reward_weights``.
         on_error: ``"raise"`` (default) fails the step when the service fails after its retries; ``"none"``
             logs an error and returns None for the whole batch, which TRL leaves out. Never a fake 0.
-        fields: dataset columns to send as sample ``fields`` (default: every column TRL passes).
-        record_to: append every scored batch (samples, scores, round trip) to this JSONL file (one file per rank:
-            ``{rank}`` in the name is replaced, else ``.rankN`` is added when there are several ranks).
+        fields: dataset columns to send as sample fields (default: every column TRL passes), with their JSON types.
+        record_to: append every scored batch (samples, scores, extra columns, catalogue version, round trip) to
+            this JSONL file (one file per rank: ``{rank}`` in the name is replaced, else ``.rankN`` is added when
+            there are several ranks).
 
     Example:
         >>> funcs = remote_reward_funcs(RewardClient("127.0.0.1:50051"), ["xml_correctness", {"name": "xml_integer"}])

@@ -79,21 +79,26 @@ class ModelBackedReward:
     #: ServerConfig field naming the model (hub id or local directory), and its flag.
     model_setting: str
     model_flag: str
+    #: The model loaded when the reward is enabled without naming one.
+    default_model: str
     #: Builds the reward's ``score_async`` on top of the model's batching worker.
     bind: Callable[[ModelWorker], ScoreAsync]
 
     @property
     def how_to_enable(self) -> str:
         return (
-            f"start the server with {self.enable_flag} (config: {self.enable_setting}: true) to load its model; "
-            f"{self.model_flag} names the model (a Hugging Face id or a local directory)"
+            f"start the server with {self.enable_flag} (config: {self.enable_setting}: true) to load its model "
+            f"({self.default_model}), or name the model with {self.model_flag} (a Hugging Face id or a local "
+            "directory), which enables it too"
         )
 
     def enabled(self, config: Any) -> bool:
-        return bool(getattr(config, self.enable_setting))
+        """On when asked for, or when its model is named (the enable setting left unset)."""
+        value = getattr(config, self.enable_setting)
+        return bool(value) if value is not None else getattr(config, self.model_setting) is not None
 
     def model_id(self, config: Any) -> str:
-        return str(getattr(config, self.model_setting))
+        return str(getattr(config, self.model_setting) or self.default_model)
 
 
 #: Every model-backed reward, by reward name.

@@ -1,14 +1,18 @@
 """The batching worker of one model: texts from every concurrent request, classified together.
 
-The event loop only does bookkeeping. Tokenizing runs in a small thread pool as each request
-arrives, and the forward passes run in one dedicated model thread (torch and the tokenizers
-release the GIL), so health checks and CPU rewards keep answering while the model works.
+The event loop only does bookkeeping. Tokenizing (and padding a batch into tensors) runs in a
+small thread pool, and the forward passes run in one dedicated model thread (torch and the
+tokenizers release the GIL), so health checks and CPU rewards keep answering while the model works.
 
 A collector task takes texts from the queue in arrival order: as soon as ``max_batch_size``
 texts (or ``max_batch_tokens`` tokens) wait, or the oldest has waited ``max_wait_ms``, or the
-queue is full, it hands them to the model thread as one batch. While the model runs, new texts
-queue up and form the next batch. The model thread sorts a batch by length and splits it into
-forward passes within the token budget, so short texts are not padded to long ones.
+queue is full, it sorts them by length, splits them into forward passes within the token budget
+(so short texts are not padded to long ones), has them padded, and hands them to the model thread
+as one batch. While the model runs, new texts queue up and form the next batch; a full one is
+padded and queued behind the running batch at once (at most two batches in flight), so the model
+thread goes from one forward pass to the next without waiting for Python work.
+
+Texts are keyed by (text, truncation): requests that truncate differently never share a result.
 """
 
 from __future__ import annotations
@@ -16,19 +20,20 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from reward_server.errors import ResourceExhausted, Unavailable
 from reward_server.models.base import BatchSettings
-from reward_server.models.loading import Classifier, Encoding, Probs
+from reward_server.models.loading import Classifier, Encoding, Logits, PassOutOfMemory, Truncation
 from reward_server.models.lru import LRUCache
 from reward_server.models.stats import BatcherStats
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def plan_passes(lengths: Sequence[int], max_size: int, max_tokens: int) -> list[list[int]]:
@@ -55,13 +60,19 @@ def plan_passes(lengths: Sequence[int], max_size: int, max_tokens: int) -> list[
     return passes
 
 
+#: What the worker classifies once and shares: a text and how it is truncated.
+Key = tuple[str, Truncation]
+#: Batches handed to the model thread and not yet done: one running, one padded and waiting behind it.
+MAX_IN_FLIGHT = 2
+
+
 @dataclass(eq=False)
 class _Item:
     """One distinct text waiting for the model, shared by every request that asked for it."""
 
-    text: str
+    key: Key
     encoding: Encoding
-    future: asyncio.Future[Probs]
+    future: asyncio.Future[Logits]
     call: int
     arrived: float
 
@@ -73,16 +84,17 @@ class _Item:
 class ModelWorker:
     """Gathers texts across requests into batches for one loaded :class:`Classifier`."""
 
-    def __init__(self, classifier: Classifier, settings: BatchSettings) -> None:
+    def __init__(self, classifier: Classifier, settings: BatchSettings, name: str = "") -> None:
         self.classifier = classifier
         self.settings = settings
         self.stats = BatcherStats()
-        self.name = f"{classifier.model_id}@{classifier.device}"
+        self.name = name or f"{classifier.model_id}@{classifier.device}"
         self._queue: deque[_Item] = deque()
         self._queued_tokens = 0
-        #: Text → the future of its model output, from admission until its batch is done.
-        self._inflight: dict[str, asyncio.Future[Probs]] = {}
-        self._cache: LRUCache[str, Probs] = LRUCache(settings.cache_size)
+        #: Key → the future of its model output, from admission until its batch is done.
+        self._inflight: dict[Key, asyncio.Future[Logits]] = {}
+        self._cache: LRUCache[Key, Logits] = LRUCache(settings.cache_size)
+        self._running = 0  # batches handed to the model thread and not done
         self._wake = asyncio.Event()
         self._calls = itertools.count(1)
         self._model_thread = ThreadPoolExecutor(1, thread_name_prefix="model")
@@ -109,16 +121,26 @@ class ModelWorker:
         self._model_thread.shutdown(wait=False, cancel_futures=True)
         self._tokenizers.shutdown(wait=False, cancel_futures=True)
 
-    async def predict(self, texts: Sequence[str], cached: Sequence[str] = ()) -> tuple[list[Probs], list[Probs]]:
-        """Model outputs for ``texts`` and for ``cached`` (kept in the LRU cache: reference texts).
+    async def prepare(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(*args)`` in a tokenizer thread: per-sample Python work (chat templates) off the event loop."""
+        return await asyncio.get_running_loop().run_in_executor(self._tokenizers, fn, *args)
 
-        Both go into the same batches. Raises ResourceExhausted when the queue has no room for
-        the texts this call adds, before queueing any of them.
+    async def predict(
+        self, texts: Sequence[str], cached: Sequence[str] = (), truncation: Truncation | None = None
+    ) -> tuple[list[Logits], list[Logits]]:
+        """Model logits for ``texts`` and for ``cached`` (kept in the LRU cache: reference texts).
+
+        Both go into the same batches, truncated as ``truncation`` says (default: the model's limit,
+        on the right). Raises ResourceExhausted when the queue has no room for the texts this call
+        adds, before queueing any of them.
         """
         call = next(self._calls)
+        cut = truncation or self.classifier.default_truncation
+        texts = [(t, cut) for t in texts]
+        cached = [(t, cut) for t in cached]
         asked = [*texts, *cached]
         distinct_cached = dict.fromkeys(cached)
-        known: dict[str, Probs] = {}
+        known: dict[Key, Logits] = {}
         for text in distinct_cached:
             probs = self._cache.get(text)
             if probs is not None:
@@ -153,7 +175,7 @@ class ModelWorker:
             )
         if new:
             # A task of its own, so a caller that goes away cannot strand texts others share.
-            task = loop.create_task(self._enqueue(call, new, [futures[t] for t in new]))
+            task = loop.create_task(self._enqueue(call, cut, new, [futures[t] for t in new]))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
         if futures:
@@ -182,19 +204,22 @@ class ModelWorker:
             )
         self.stats.queued += count
 
-    async def _enqueue(self, call: int, texts: list[str], futures: list[asyncio.Future[Probs]]) -> None:
+    async def _enqueue(
+        self, call: int, cut: Truncation, keys: list[Key], futures: list[asyncio.Future[Logits]]
+    ) -> None:
         loop = asyncio.get_running_loop()
+        texts = [text for text, _ in keys]
         try:
-            encodings = await loop.run_in_executor(self._tokenizers, self.classifier.encode, texts)
+            encodings = await loop.run_in_executor(self._tokenizers, self.classifier.encode, texts, cut)
         except Exception as exc:  # noqa: BLE001 - reported to every waiting caller instead
             self.stats.queued -= len(texts)
             error = Unavailable(f"model {self.classifier.model_id}: tokenizing failed: {type(exc).__name__}: {exc}")
-            for text, future in zip(texts, futures, strict=True):
-                self._settle(text, future, error=error)
+            for key, future in zip(keys, futures, strict=True):
+                self._settle(key, future, error=error)
             return
         now = loop.time()
-        for text, encoding, future in zip(texts, encodings, futures, strict=True):
-            self._queue.append(_Item(text, encoding, future, call, now))
+        for key, encoding, future in zip(keys, encodings, futures, strict=True):
+            self._queue.append(_Item(key, encoding, future, call, now))
             self._queued_tokens += len(encoding["input_ids"])
         log.debug("%s: call=%d queued %d texts (%d waiting)", self.name, call, len(texts), self.stats.queued)
         self._wake.set()
@@ -215,21 +240,36 @@ class ModelWorker:
         loop = asyncio.get_running_loop()
         max_wait = self.settings.max_wait_ms / 1000
         while True:
-            while not self._queue:
+            while not self._queue or self._running >= MAX_IN_FLIGHT:
                 self._wake.clear()
                 await self._wake.wait()
             # Wait for the batch to fill, but never longer than max_wait after its oldest text arrived
-            # (texts that queued up while the model was busy have waited already and go at once).
+            # (texts that queued up while the model was busy have waited already and go at once). While
+            # a batch runs, only a full one goes ahead of it; a partial one waits for the model to be free.
             while not self._full():
                 remaining = self._queue[0].arrived + max_wait - loop.time()
-                if remaining <= 0:
+                if remaining <= 0 and not self._running:
                     break
                 self._wake.clear()
                 try:
-                    await asyncio.wait_for(self._wake.wait(), remaining)
+                    await asyncio.wait_for(self._wake.wait(), remaining if not self._running else None)
                 except TimeoutError:
                     break
-            await self._run(self._take())
+            batch = self._take()
+            started = loop.time()
+            lengths = [item.length for item in batch]
+            passes = plan_passes(lengths, self.settings.max_batch_size, self.settings.max_batch_tokens)
+            try:
+                prepared = await loop.run_in_executor(
+                    self._tokenizers, self.classifier.collate, [item.encoding for item in batch], passes
+                )
+            except Exception as exc:  # noqa: BLE001 - a batch that cannot be padded fails alone
+                self._fail_batch(batch, exc)
+                continue
+            self._running += 1
+            task = loop.create_task(self._run(batch, lengths, passes, prepared, started))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
     def _take(self) -> list[_Item]:
         batch = [self._queue.popleft() for _ in range(min(len(self._queue), self.settings.max_batch_size))]
@@ -237,25 +277,25 @@ class ModelWorker:
         self.stats.queued -= len(batch)
         return batch
 
-    async def _run(self, batch: list[_Item]) -> None:
-        lengths = [item.length for item in batch]
-        passes = plan_passes(lengths, self.settings.max_batch_size, self.settings.max_batch_tokens)
-        start = time.perf_counter()
+    async def _run(
+        self, batch: list[_Item], lengths: list[int], passes: list[list[int]], prepared: list, started: float
+    ) -> None:
         loop = asyncio.get_running_loop()
         try:
-            outputs = await loop.run_in_executor(
-                self._model_thread, self.classifier.predict, [item.encoding for item in batch], passes
-            )
-        except Exception as exc:  # one failed batch must not stop the worker
-            log.exception("%s: a batch of %d texts failed", self.name, len(batch))
-            error = Unavailable(f"model {self.classifier.model_id} failed on a batch: {type(exc).__name__}: {exc}")
-            for item in batch:
-                self._settle(item.text, item.future, error=error)
+            per_pass, forward_s = await loop.run_in_executor(self._model_thread, self.classifier.forward, prepared)
+        except Exception as exc:  # noqa: BLE001 - one failed batch must not stop the worker
+            self._fail_batch(batch, exc, lengths)
             return
-        for item, probs in zip(batch, outputs, strict=True):
-            self._settle(item.text, item.future, probs)
+        finally:
+            self._running -= 1
+            self._wake.set()
+        for indices, rows in zip(passes, per_pass, strict=True):
+            for i, logits in zip(indices, rows, strict=True):
+                self._settle(batch[i].key, batch[i].future, logits)
         requests = len({item.call for item in batch})
-        self.stats.record_batch(len(batch), requests, [len(p) for p in passes])
+        padded = sum(len(p) * max(lengths[i] for i in p) for p in passes)
+        waits = [started - item.arrived for item in batch]
+        self.stats.record_batch(len(batch), requests, [len(p) for p in passes], sum(lengths), padded, forward_s, waits)
         if log.isEnabledFor(logging.DEBUG):  # spares the joins, sums and summary on every batch when not logged
             log.debug(
                 "%s: batch size=%d requests=%d passes=%s tokens=%d padded=%d %.1f ms | %s",
@@ -264,25 +304,42 @@ class ModelWorker:
                 requests,
                 ",".join(str(len(p)) for p in passes),
                 sum(lengths),
-                sum(len(p) * max(lengths[i] for i in p) for p in passes),
-                (time.perf_counter() - start) * 1000,
+                padded,
+                forward_s * 1000,
                 self.stats.summary(),
             )
 
+    def _fail_batch(self, batch: list[_Item], exc: Exception, lengths: list[int] | None = None) -> None:
+        """Every text of a failed batch gets the error: RESOURCE_EXHAUSTED for memory, else UNAVAILABLE."""
+        lengths = lengths or [item.length for item in batch]
+        what = f"a batch of {len(batch)} texts ({sum(lengths)} tokens, the longest {max(lengths)})"
+        if isinstance(exc, PassOutOfMemory):
+            self.stats.out_of_memory += 1
+            log.error("model %s: %s (%s), so %s failed", self.classifier.model_id, exc, exc.__cause__, what)
+            error: Exception = ResourceExhausted(
+                f"model {self.classifier.model_id} on {self.classifier.device} ran out of memory on {what}, "
+                f"even on one text of {exc.tokens} tokens alone; send shorter texts or lower its max_length"
+            )
+        else:
+            log.error("%s: %s failed", self.name, what, exc_info=exc)
+            error = Unavailable(f"model {self.classifier.model_id} failed on {what}: {type(exc).__name__}: {exc}")
+        for item in batch:
+            self._settle(item.key, item.future, error=error)
+
     def _settle(
-        self, text: str, future: asyncio.Future[Probs], probs: Probs = (), error: Exception | None = None
+        self, key: Key, future: asyncio.Future[Logits], logits: Logits = (), error: Exception | None = None
     ) -> None:
-        if self._inflight.get(text) is future:
-            del self._inflight[text]
+        if self._inflight.get(key) is future:
+            del self._inflight[key]
         if not future.done():
             if error is None:
-                future.set_result(probs)
+                future.set_result(logits)
             else:
                 future.set_exception(error)
 
     def _fail_all(self, error: Exception) -> None:
-        for text, future in list(self._inflight.items()):
-            self._settle(text, future, error=error)
+        for key, future in list(self._inflight.items()):
+            self._settle(key, future, error=error)
         self._queue.clear()
         self._queued_tokens = 0
         self.stats.queued = 0

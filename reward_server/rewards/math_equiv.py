@@ -6,19 +6,13 @@ from functools import lru_cache
 
 from reward_server import settings
 from reward_server.declare import sample_reward
+from reward_server.registry import SampleScore
 from reward_server.rewards.boxed import last_boxed
+from reward_server.rewards.math_checks import warm_math_verify
 from reward_server.rewards.xml_tags import extract_xml_answer
 from reward_server.sandbox import run_with_timeout
 
-
-def warm_math_verify() -> None:
-    """Import math-verify (and sympy) in a fresh sandbox before it takes timed calls."""
-    import logging
-
-    import math_verify  # noqa: F401
-
-    # It warns on every call that its own timeouts are off; the sandbox is the timeout.
-    logging.getLogger("math_verify").setLevel(logging.ERROR)
+__all__ = ["equivalent", "math_equivalence", "warm_math_verify"]
 
 
 def _parse(text: str) -> list:
@@ -35,20 +29,31 @@ def _parse(text: str) -> list:
 _parse_gold = lru_cache(maxsize=256)(_parse)
 
 
-def equivalent(reference: str, answer: str) -> bool:
-    """math-verify parse + verify of ``reference`` against ``answer`` (run inside the sandbox)."""
+def equivalent(reference: str, answer: str) -> bool | None:
+    """math-verify parse + verify of ``reference`` against ``answer`` (run inside the sandbox).
+
+    None when the reference does not parse as math: math-verify finds no expression in it, only
+    text (e.g. "Answer is forty two."), so no answer can be judged against it.
+    """
     from math_verify import verify
 
-    gold, target = _parse_gold(reference), _parse(answer)
-    return bool(gold and target and verify(gold, target, timeout_seconds=None))
+    gold = _parse_gold(reference)
+    if not any(not isinstance(g, str) for g in gold):
+        return None
+    if not answer.strip():
+        return False
+    target = _parse(answer)
+    return bool(target and verify(gold, target, timeout_seconds=None))
 
 
 @sample_reward("math_equivalence", reference_field="answer")
-def math_equivalence(completion: str, reference: str, *, value: float = 1.0) -> float:
+def math_equivalence(completion: str, reference: str, *, value: float = 1.0) -> float | SampleScore:
     """``value`` if the last box (or, without a box, the answer tag) is mathematically equal to the reference.
 
-    Each sample runs under a hard time limit (server setting ``math_timeout_s``); a sample
-    over the limit scores NaN and is reported in the response notes.
+    A reference that does not parse as math is no ground truth: the sample scores NaN, with a
+    note saying so, rather than 0 (a bad label must not punish the policy). Each sample runs
+    under a hard time limit (server setting ``math_timeout_s``); a sample over the limit scores
+    NaN and is reported in the response notes.
 
     Args:
         reference_field: sample field holding the reference answer.
@@ -59,13 +64,15 @@ def math_equivalence(completion: str, reference: str, *, value: float = 1.0) -> 
         1.0
         >>> math_equivalence("<answer>3</answer>", "4")
         0.0
+        >>> math_equivalence(r"\\boxed{42}", "Answer is forty two.").note
+        "reference did not parse as math: 'Answer is forty two.'"
     """
     answer = last_boxed(completion)
     if answer is None:
         answer = extract_xml_answer(completion)
-    if not answer.strip():
-        return 0.0
     ok = run_with_timeout(
         equivalent, reference, answer, timeout=settings.current().math_timeout_s, warmup=warm_math_verify
     )
+    if ok is None:
+        return SampleScore(None, note=f"reference did not parse as math: {reference[:200]!r}")
     return value if ok else 0.0

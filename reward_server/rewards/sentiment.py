@@ -1,8 +1,8 @@
 """German sentiment match (seed 001): does a completion's sentiment match its reference answer's?
 
 A model-backed reward: the classifier (default ``oliverguhr/german-sentiment-bert``, labels
-positive, negative, neutral) is loaded once by the server (``--enable-sentiment``, model named by
-``--sentiment-model``, device by ``--device``) and runs on the server's device, batched across all
+positive, negative, neutral) is loaded once by the server (``--enable-sentiment``, or naming the
+model with ``--sentiment-model``; device by ``--device``) and runs on the server's device, batched across all
 concurrent requests by the model's worker (:mod:`reward_server.models.batcher`). Reference labels
 are cached, so a reference is classified once per server lifetime, not once per batch.
 """
@@ -15,6 +15,7 @@ from reward_server.declare import batch_reward
 from reward_server.errors import FailedPrecondition
 from reward_server.models.base import ModelBackedReward, ScoreAsync, register_model_reward
 from reward_server.models.batcher import ModelWorker
+from reward_server.models.loading import probabilities
 from reward_server.registry import Batch, BatchResult
 
 
@@ -80,7 +81,10 @@ def bind(worker: ModelWorker) -> ScoreAsync:
     async def score(batch: Batch, *, reference_field: str, value: float, soft: bool) -> BatchResult:
         # Completions and (uncached) references go to the worker together, so they share batches.
         references = batch.columns["reference_field"]
-        completion_probs, reference_probs = await worker.predict(batch.completions, references)
+        completion_logits, reference_logits = await worker.predict(batch.completions, references)
+        multi = worker.classifier.multi_label
+        completion_probs = [probabilities(logits, multi) for logits in completion_logits]
+        reference_probs = [probabilities(logits, multi) for logits in reference_logits]
         return BatchResult(match_scores(worker.labels, completion_probs, reference_probs, value=value, soft=soft))
 
     return score
@@ -93,6 +97,7 @@ SENTIMENT = register_model_reward(
         enable_flag="--enable-sentiment",
         model_setting="sentiment_model",
         model_flag="--sentiment-model",
+        default_model="oliverguhr/german-sentiment-bert",
         bind=bind,
     )
 )
