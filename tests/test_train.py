@@ -46,15 +46,15 @@ def tiny(tmp_path_factory) -> dict[str, Path]:
     return {"model": build_tiny_causal_lm(root / "tiny-qwen2"), "data": write_tiny_dataset(root / "gsm8k.jsonl")}
 
 
-def overrides(tiny: dict[str, Path], target: str, out: Path, steps: int) -> list[str]:
-    """The test's --set overrides: tiny model and data, a few small CPU steps, the test's server."""
+def overrides(tiny: dict[str, Path], target: str, out: Path, steps: int, rewards: list | None = None) -> list[str]:
+    """The test's --set overrides: tiny model and data, a few small CPU steps, the test's server (and rewards)."""
     values = {
         "model.name_or_path": tiny["model"],
         "model.dtype": "float32",
         "dataset.path": tiny["data"],
         "reward_server.target": target,
         "reward_server.record_to": out / "scored.jsonl",
-        "rewards": json.dumps(REWARDS),
+        "rewards": json.dumps(REWARDS if rewards is None else rewards),
         "training.use_cpu": "true",
         "training.bf16": "false",
         "training.output_dir": out,
@@ -87,10 +87,10 @@ def finish(process: subprocess.Popen) -> str:
     return output
 
 
-def step_logs(out: Path, steps: int) -> list[dict]:
+def step_logs(out: Path, steps: int, reward: str = "correctness_reward_func") -> list[dict]:
     state = json.loads((out / f"checkpoint-{steps}" / "trainer_state.json").read_text())
     assert state["global_step"] == steps
-    return [entry for entry in state["log_history"] if "rewards/correctness_reward_func/mean" in entry]
+    return [entry for entry in state["log_history"] if f"rewards/{reward}/mean" in entry]
 
 
 def records(out: Path) -> list[dict]:
