@@ -4,7 +4,7 @@ The batch: 128 boxed-answer completions of about 1.75 KB (worked text, then ``\\
 them right), 16 prompts × 8 completions, with the solution of each prompt. Round-robin, so both
 share the machine's noise: TRL's function called in-process on the main thread (its math-verify
 time limits on, as a single-process trainer runs it), and one Score call to the real server
-(``--workers`` processes, each sample of math-verify in a sandbox under a hard limit). The scores
+(``--workers`` processes, each sample of math-verify in a helper process under a hard limit). The scores
 are checked equal before anything is timed. Then the other rewards of TRL and open-r1 served here,
 each alone on the same batch (with token ids), remote, and TRL's in-process where TRL has one.
 

@@ -37,7 +37,7 @@ from reward_server.registry import (
     Reward,
     SampleScore,
 )
-from reward_server.sandbox import SampleTimeout, sample_budgets, time_budget
+from reward_server.time_limit import SampleTimeout, sample_budgets, time_budget
 
 _target: Registry = REGISTRY
 

@@ -1,6 +1,6 @@
-"""Child processes that end with their parent: scoring workers and math sandboxes.
+"""Child processes that end with their parent: scoring workers and math time-limit helpers.
 
-A server killed with SIGKILL runs no clean-up, and a worker or sandbox blocked on its task queue would
+A server killed with SIGKILL runs no clean-up, and a worker or time-limit helper blocked on its task queue would
 wait forever (it holds both ends of its queue's pipe, so it never sees end-of-file). Each such process
 runs a daemon thread that watches its parent: once the parent is gone (the process is re-parented, so
 ``os.getppid()`` changes) it exits at once. A poll is used rather than ``prctl(PR_SET_PDEATHSIG)``,

@@ -39,7 +39,7 @@ def make_executor(
     """
     flags = board.flags if board is not None else None
     if config.workers == 0:
-        worker.init_worker(config.worker_settings(), flags, warm_sandbox=False)
+        worker.init_worker(config.worker_settings(), flags, warm_time_limit=False)
         if catalogue is None:
             return ThreadPoolExecutor(max_workers=4, thread_name_prefix="reward")
         return ThreadPoolExecutor(

@@ -29,7 +29,7 @@ from reward_server import settings
 from reward_server.cancellation import RequestCancelled, cancelled
 from reward_server.declare import _doc_parts
 from reward_server.registry import Batch, BatchResult, Param, ParamValue, Reward
-from reward_server.sandbox import SampleTimeout, time_budget
+from reward_server.time_limit import SampleTimeout, time_budget
 
 #: Keywords TRL passes besides the dataset columns (``environments`` only with an environment factory).
 TRL_KEYWORDS = frozenset({"prompts", "completions", "completion_ids", "trainer_state", "log_extra", "log_metric"})

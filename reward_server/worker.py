@@ -68,13 +68,13 @@ class PartResult:
 def init_worker(
     worker_settings: settings.WorkerSettings,
     cancel_flags: Any = None,
-    warm_sandbox: bool = True,
+    warm_time_limit: bool = True,
     plugins: Sequence[Any] = (),
 ) -> None:
     """Pool initializer: load the catalogue (and the plugin ``Source`` s the server loaded) and warm
     what the rewards build lazily.
 
-    ``warm_sandbox=False`` in thread mode: math sandboxes are per thread, so one started by the
+    ``warm_time_limit=False`` in thread mode: math time-limit helpers are per thread, so one started by the
     thread that calls this would never serve a scoring thread. A worker process exits by itself
     when the server does, SIGKILL included (``lifecycle``).
     """
@@ -90,11 +90,11 @@ def init_worker(
         load_into(REGISTRY, plugins)  # a failure breaks this pool: the server keeps (or never gets) it
 
     warm_rewards()
-    if warm_sandbox:
+    if warm_time_limit:
         from reward_server.rewards.math_equiv import equivalent, warm_math_verify
-        from reward_server.sandbox import run_with_timeout
+        from reward_server.time_limit import run_with_timeout
 
-        # Start this worker's math sandbox now: its first start imports sympy (seconds).
+        # Start this worker's math time-limit helper now: its first start imports sympy (seconds).
         run_with_timeout(equivalent, "1", "1", timeout=120, warmup=warm_math_verify)
 
 
@@ -108,7 +108,7 @@ def warm_rewards() -> None:
         if reward.source != "built-in":
             continue  # plugin code is never called with made-up inputs
         if reward.name in SANDBOXED:
-            continue  # math-verify rewards: init_worker warms their sandbox (in this worker's thread)
+            continue  # math-verify rewards: init_worker warms their time-limit helper (in this worker's thread)
         try:
             params = reward.defaults()
             columns = {p.name: [_WARM_TEXT, "42"] for p in reward.params if p.is_field}

@@ -1,4 +1,4 @@
-"""Worker processes and math sandboxes end by themselves when the server dies, SIGKILL included."""
+"""Worker processes and math time-limit helpers end by themselves when the server dies, SIGKILL included."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ def test_sigkill_of_the_server_leaves_no_descendant_alive(tmp_path) -> None:
     try:
         descendants = psutil.Process(server.process.pid).children(recursive=True)
         workers = [p for p in descendants if "spawn_main" in " ".join(p.cmdline())]
-        # Two workers, each with its warm math sandbox (a child of the worker).
+        # Two workers, each with its warm math time-limit helper (a child of the worker).
         assert len([p for p in workers if p.ppid() == server.process.pid]) == 2
         assert len([p for p in workers if p.ppid() != server.process.pid]) == 2
         server.process.kill()

@@ -329,16 +329,16 @@ def test_length_per_prompt_normalizes_each_prompt_group_alone() -> None:
 
 def test_length_timed_out_sample_is_nan_and_the_rest_still_score(monkeypatch) -> None:
     from reward_server.rewards import open_r1
-    from reward_server.sandbox import SampleTimeout
+    from reward_server.time_limit import SampleTimeout
 
-    real = open_r1.sandboxed
+    real = open_r1.time_limited
 
     def slow_on_second(fn, solution, completion, *args):
         if completion == "slow":
             raise SampleTimeout("math-verify: timed out after 5 s")
         return real(fn, solution, completion, *args)
 
-    monkeypatch.setattr(open_r1, "sandboxed", slow_on_second)
+    monkeypatch.setattr(open_r1, "time_limited", slow_on_second)
     result = score("open_r1_length", [r"\boxed{1}", "slow", r"\boxed{1} and more"], ["1", "1", "1"])
     # Its length (4, the shortest) still counts in the normalization: 0.5 - (9 - 4) / (18 - 4) for the first.
     assert as_none(result.scores) == [0.5 - 5 / 14, None, -0.5] and result.timeouts == 1

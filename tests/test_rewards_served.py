@@ -154,7 +154,7 @@ def test_math_verify_keeps_its_hard_limit_in_a_scoring_thread(tmp_path) -> None:
     # --workers 0: rewards run in the server's threads, where TRL switches math-verify's limits off.
     running = start_server(tmp_path, "--workers", "0", config="math_timeout_s: 0.000001\n")
     try:
-        # Every overrun kills the sandbox and the next call restarts it (seconds): one sample per reward.
+        # Every overrun kills the time-limit helper and the next call restarts it (seconds): one sample per reward.
         request = pb.ScoreRequest(
             samples=[pb.Sample(completion="Some steps. " * 150 + r"\boxed{\frac{1}{2}}", fields={"solution": "$0.5$"})],
             rewards=[spec("accuracy_reward"), spec("open_r1_length")],

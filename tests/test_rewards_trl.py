@@ -69,7 +69,7 @@ GOLDS = st.one_of(
 )
 PREFIXES = st.sampled_from(["", "Let me think. ", "<think>\nhm, \\boxed{2}\n</think>\n", "Reasoning </think> "])
 MATH_SAMPLES = st.lists(st.tuples(PREFIXES, ANSWERS, GOLDS).map(lambda t: (t[0] + t[1], t[2])), min_size=1, max_size=6)
-# math-verify is slow and its first call in a sandbox imports sympy: few examples, no deadline.
+# math-verify is slow and its first call in a time-limit helper imports sympy: few examples, no deadline.
 MATH_SETTINGS = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 

@@ -1,8 +1,8 @@
-"""math-verify as TRL's and open-r1's rewards call it, every call under the sandbox's hard time limit.
+"""math-verify as TRL's and open-r1's rewards call it, every call under a hard time limit.
 
 TRL switches math-verify's own (SIGALRM) time limits off whenever a reward runs off the main
 thread, so one pathological answer can hang a training step. Here each sample's parse + verify
-runs in the sandbox process (:func:`reward_server.sandbox.run_with_timeout`), which is killed
+runs in a helper process (:func:`reward_server.time_limit.run_with_timeout`), which is killed
 after ``math_timeout_s`` from whichever thread called it; math-verify's own limits stay off.
 The extraction settings are exactly the ones each project passes (read from TRL 1.16's
 ``trl/rewards/accuracy_rewards.py`` and open-r1's ``src/open_r1/rewards.py``).
@@ -14,9 +14,9 @@ from functools import lru_cache
 from typing import Any
 
 from reward_server import settings
-from reward_server.sandbox import SampleTimeout, run_with_timeout
+from reward_server.time_limit import SampleTimeout, run_with_timeout
 
-#: Rewards whose samples call the math sandbox: the worker's start-up warms the sandbox instead of scoring them.
+#: Rewards whose samples call the math time-limit helper: the worker's start-up warms the helper instead of scoring them.
 SANDBOXED = frozenset(
     {
         "math_equivalence",
@@ -33,12 +33,12 @@ UNPARSEABLE, SKIPPED = "[unparseable]", "[skipped]"
 
 
 def warm_math_verify() -> None:
-    """Import math-verify (and sympy) in a fresh sandbox, and build every extraction config used here."""
+    """Import math-verify (and sympy) in a fresh helper process, and build every extraction config used here."""
     import logging
 
     import math_verify  # noqa: F401
 
-    # It warns on every call that its own timeouts are off; the sandbox is the timeout.
+    # It warns on every call that its own timeouts are off; the helper process is the timeout.
     logging.getLogger("math_verify").setLevel(logging.ERROR)
     # open-r1 passes equations=True, which latex2sympy2 logs as deprecated on every parse (same numbers).
     logging.getLogger("latex2sympy2_extended.math_normalization").setLevel(logging.ERROR)
@@ -65,7 +65,7 @@ def _trl_answer_config() -> list:
 
 @lru_cache(maxsize=256)
 def _trl_gold(solution: str) -> list:
-    # A GRPO batch repeats each solution once per completion: parse it once per sandbox process.
+    # A GRPO batch repeats each solution once per completion: parse it once per helper process.
     # Reuse is safe: verify() only reads its inputs (math-verify caches parses the same way).
     from math_verify import parse
 
@@ -73,7 +73,7 @@ def _trl_gold(solution: str) -> list:
 
 
 def trl_verdict(solution: str, content: str) -> tuple[float | None, str, str]:
-    """TRL's accuracy check of one sample (run inside the sandbox): (score or None, gold_parsed, answer_parsed).
+    """TRL's accuracy check of one sample (run inside the time-limit helper): (score or None, gold_parsed, answer_parsed).
 
     None when the gold does not parse (TRL skips the sample); the two strings are what TRL logs.
     """
@@ -113,7 +113,7 @@ def _open_r1_gold(solution: str) -> list:
 
 
 def open_r1_verdict(solution: str, content: str, boxed: Any, verify_errors_are_wrong: bool) -> bool | None:
-    """open-r1's correctness check of one sample (run inside the sandbox); None when the gold does not parse.
+    """open-r1's correctness check of one sample (run inside the time-limit helper); None when the gold does not parse.
 
     open-r1 calls ``verify(answer, gold)`` (answer first). Its accuracy_reward scores 0 when verify
     raises (``verify_errors_are_wrong``); its length and cosine rewards let the error through.
@@ -134,11 +134,11 @@ def open_r1_verdict(solution: str, content: str, boxed: Any, verify_errors_are_w
         raise
 
 
-def sandboxed(fn: Any, *args: Any) -> Any:
-    """``fn(*args)`` in this thread's math sandbox under the ``math_timeout_s`` hard limit.
+def time_limited(fn: Any, *args: Any) -> Any:
+    """``fn(*args)`` in this thread's math time-limit helper under the ``math_timeout_s`` hard limit.
 
     Example:
-        >>> sandboxed(trl_verdict, "1/2", r"so \\boxed{0.5}")
+        >>> time_limited(trl_verdict, "1/2", r"so \\boxed{0.5}")
         (1.0, "[1/2, '1/2']", "[0.500000000000000, '0.5']")
     """
     try:

@@ -10,7 +10,7 @@ from reward_server.registry import SampleScore
 from reward_server.rewards.boxed import last_boxed
 from reward_server.rewards.math_checks import warm_math_verify
 from reward_server.rewards.xml_tags import extract_xml_answer
-from reward_server.sandbox import run_with_timeout
+from reward_server.time_limit import run_with_timeout
 
 __all__ = ["equivalent", "math_equivalence", "warm_math_verify"]
 
@@ -18,19 +18,19 @@ __all__ = ["equivalent", "math_equivalence", "warm_math_verify"]
 def _parse(text: str) -> list:
     from math_verify import parse  # imported in the helper process only
 
-    # math-verify's own SIGALRM timeouts are off: the sandbox enforces the limit.
+    # math-verify's own SIGALRM timeouts are off: the time-limit helper enforces the limit.
     parsed = parse(text, parsing_timeout=None)
     return parsed or parse(f"\\boxed{{{text}}}", parsing_timeout=None)
 
 
-# A GRPO batch repeats each reference once per completion: parse it once per sandbox process.
+# A GRPO batch repeats each reference once per completion: parse it once per helper process.
 # Reusing a parse is safe: verify() only reads its inputs (sympy expressions are immutable, and
 # math-verify itself reuses parses through its own small lru_caches).
 _parse_gold = lru_cache(maxsize=256)(_parse)
 
 
 def equivalent(reference: str, answer: str) -> bool | None:
-    """math-verify parse + verify of ``reference`` against ``answer`` (run inside the sandbox).
+    """math-verify parse + verify of ``reference`` against ``answer`` (run inside the time-limit helper).
 
     None when the reference does not parse as math: math-verify finds no expression in it, only
     text (e.g. "Answer is forty two."), so no answer can be judged against it.

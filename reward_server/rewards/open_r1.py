@@ -20,9 +20,9 @@ from collections.abc import Sequence
 from reward_server.cancellation import RequestCancelled, cancelled
 from reward_server.declare import batch_reward, sample_reward
 from reward_server.registry import BatchResult, Prompt
-from reward_server.rewards.math_checks import open_r1_verdict, sandboxed
+from reward_server.rewards.math_checks import open_r1_verdict, time_limited
 from reward_server.rewards.param_checks import repetition_params
-from reward_server.sandbox import SampleTimeout
+from reward_server.time_limit import SampleTimeout
 
 _FORMAT = re.compile(r"^<think>\n.*?\n</think>\n<answer>\n.*?\n</answer>$", re.DOTALL | re.MULTILINE)
 # No flags, as open-r1: ``^`` anchors at the start of the text only.
@@ -47,7 +47,7 @@ def open_r1_accuracy(completion: str, solution: str) -> float:
         >>> open_r1_accuracy(r"so \\boxed{2}", "Answer is forty two.")
         1.0
     """
-    verdict = sandboxed(open_r1_verdict, solution, completion, "all", True)
+    verdict = time_limited(open_r1_verdict, solution, completion, "all", True)
     return 1.0 if verdict is None else float(verdict)
 
 
@@ -129,7 +129,7 @@ def open_r1_cosine(
     """
     if max_len == 0:
         raise ValueError("max_len must not be 0")
-    verdict = sandboxed(open_r1_verdict, solution, completion, True, False)
+    verdict = time_limited(open_r1_verdict, solution, completion, True, False)
     if verdict is None:
         return 1.0
     cosine = math.cos(len(completion) / max_len * math.pi)
@@ -190,7 +190,7 @@ def open_r1_length(
         if cancelled():
             raise RequestCancelled(f"open_r1_length: request cancelled after {i} of {n} samples")
         try:
-            verdict = sandboxed(open_r1_verdict, solution, completion, True, False)
+            verdict = time_limited(open_r1_verdict, solution, completion, True, False)
             correct.append(True if verdict is None else verdict)
         except SampleTimeout as exc:
             correct.append(None)

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 from reward_server.declare import sample_reward
 from reward_server.registry import SampleScore
-from reward_server.rewards.math_checks import sandboxed, trl_verdict
+from reward_server.rewards.math_checks import time_limited, trl_verdict
 from reward_server.rewards.param_checks import positive_max_len, repetition_params
 
 _THINK = re.compile(r"^<think>(?!.*<think>)(.*?)</think>.*$", re.DOTALL | re.MULTILINE)
@@ -23,7 +23,7 @@ _INCOMPLETE = "[incomplete reasoning]"
 
 
 def _accuracy(completion: str, solution: str) -> SampleScore:
-    score, gold, answer = sandboxed(trl_verdict, solution, completion)
+    score, gold, answer = time_limited(trl_verdict, solution, completion)
     note = "" if score is not None else f"solution did not parse as math (TRL: None, skipped): {solution[:200]!r}"
     return SampleScore(score, {"solution": solution, "gold_parsed": gold, "answer_parsed": answer}, note)
 
@@ -123,7 +123,7 @@ def cosine_scaled_reward(
         -0.75
     """
     positive_max_len(max_len=max_len)
-    correct, _, _ = sandboxed(trl_verdict, solution, completion)
+    correct, _, _ = time_limited(trl_verdict, solution, completion)
     if correct is None:
         return None
     cosine = math.cos(min(len(completion_ids) / max_len, 1.0) * math.pi)

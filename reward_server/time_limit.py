@@ -28,7 +28,7 @@ class SampleTimeout(Exception):
 def _serve(conn: Connection, warmup: Callable[[], Any] | None) -> None:
     from reward_server.lifecycle import exit_with_parent
 
-    exit_with_parent()  # a sandbox busy with a long call would outlive a killed worker otherwise
+    exit_with_parent()  # a time-limit helper busy with a long call would outlive a killed worker otherwise
     if warmup is not None:
         warmup()
     conn.send("ready")
@@ -58,13 +58,13 @@ class TimeLimitedRunner:
     def _start(self) -> Connection:
         ctx = mp.get_context("spawn")
         parent, child = ctx.Pipe()
-        self._proc = ctx.Process(target=_serve, args=(child, self._warmup), daemon=True, name="reward-sandbox")
+        self._proc = ctx.Process(target=_serve, args=(child, self._warmup), daemon=True, name="reward-time-limit")
         self._proc.start()
         child.close()
         self._conn = parent
         if not parent.poll(STARTUP_TIMEOUT_S) or parent.recv() != "ready":
             self.close()
-            raise RuntimeError(f"sandbox process did not start within {STARTUP_TIMEOUT_S} s")
+            raise RuntimeError(f"time-limit helper process did not start within {STARTUP_TIMEOUT_S} s")
         return parent
 
     def call(self, fn: Callable[..., Any], *args: Any, timeout: float) -> Any:
