@@ -9,6 +9,8 @@ in-process and what today's client gets; its errors carry the same status codes 
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import math
 import subprocess
@@ -17,6 +19,7 @@ import sys
 import grpc
 import pytest
 from conftest import REPO, start_server, stop_server
+from google.protobuf import descriptor_pb2
 
 import reward_server.rewards  # noqa: F401 - registers the catalogue for in-process reference values
 from reward.v1 import reward_pb2 as pb
@@ -26,6 +29,13 @@ from reward_server.registry import REGISTRY, Batch
 from trainer_client import RewardClient, RewardServiceError
 
 LEGACY = REPO / "tests" / "legacy_v1"
+#: sha256 of the legacy generated files, byte-exact from the parent of commit 301e5d9, and of the serialized
+#: FileDescriptorProto that reward_pb2.py registers.
+LEGACY_SHA256 = {
+    "reward_pb2.py": "9bc5b3f0ca67740c7343ac82537ef3c795ebbcf9a7d57524b0c655edcb91d7ff",
+    "reward_pb2_grpc.py": "70c49d2840e1a7cef1c38e8a850ef6e9aa473b9f9bef203f85cfc53dc74eea3e",
+}
+LEGACY_DESCRIPTOR_SHA256 = "722b6169bbac317ef35f868c699e4fa1f14ca1d9874ae09020a316cb0e659d6f"
 #: The built-in rewards that existed before the contract was extended (sentiment needs a model: left out).
 OLD_BUILTINS = [
     "answer_check",
@@ -72,8 +82,8 @@ REFUSED = {
 OLD_CLIENT = """
 import json, sys
 sys.path.insert(0, sys.argv[1])
-import grpc
-from google.protobuf import struct_pb2
+import base64, grpc
+# Nothing else imported first: the legacy module must import what it needs itself (struct_pb2).
 from reward.v1 import reward_pb2 as pb, reward_pb2_grpc
 assert pb.__file__.startswith(sys.argv[1]), pb.__file__
 assert "prompt_text" not in pb.Sample.DESCRIPTOR.fields_by_name
@@ -119,6 +129,7 @@ answers["_catalogue"] = [
      "params": [[p.name, int(p.type)] for p in r.params]}
     for r in catalogue.rewards
 ]
+answers["_descriptor"] = base64.b64encode(pb.DESCRIPTOR.serialized_pb).decode()
 json.dump(answers, sys.stdout)
 """
 
@@ -170,10 +181,28 @@ def client(server):
         yield c
 
 
-def test_the_old_client_really_is_the_old_code() -> None:
-    # The same check the subprocess makes, shown here too: the legacy descriptor predates prompt_text.
-    text = (LEGACY / "reward" / "v1" / "reward_pb2.py").read_text()
-    assert "prompt_text" not in text and "typed_fields" not in text and "catalogue_version" not in text
+def test_the_old_client_really_is_the_old_code(old_client) -> None:
+    # Byte for byte what protoc 7.35.1 / grpcio-tools 1.85.1 generated before the contract was extended (the parent
+    # of commit 301e5d9: `git show 301e5d9^:reward/v1/reward_pb2.py`), and the descriptor the old client loaded.
+    files = {name: hashlib.sha256((LEGACY / "reward" / "v1" / name).read_bytes()).hexdigest() for name in LEGACY_SHA256}
+    assert files == LEGACY_SHA256
+    served = base64.b64decode(old_client["_descriptor"])
+    assert hashlib.sha256(served).hexdigest() == LEGACY_DESCRIPTOR_SHA256
+    old = descriptor_pb2.FileDescriptorProto.FromString(served)
+    assert "prompt_text" not in {f.name for m in old.message_type if m.name == "Sample" for f in m.field}
+    # Wire compatibility: every field the old code knows is in today's contract with its number, type and label.
+    new = descriptor_pb2.FileDescriptorProto()
+    pb.DESCRIPTOR.CopyToProto(new)
+    today = {(m.name, f.name): f for m in new.message_type for f in m.field}
+    for message in old.message_type:
+        for field in message.field:
+            now = today[message.name, field.name]
+            assert (now.number, now.type, now.label, now.type_name) == (
+                field.number,
+                field.type,
+                field.label,
+                field.type_name,
+            ), f"{message.name}.{field.name}"
 
 
 def test_old_requests_score_as_the_rewards_compute_them(old_client, client) -> None:
