@@ -24,6 +24,8 @@ from typing import Any
 
 from reward_server import settings
 from reward_server.cancellation import RequestCancelled, cancelled
+from reward_server.errors import RewardServiceError, Unavailable
+from reward_server.outcomes import Note, NoteKind, error_note, notes_for
 from reward_server.registry import (
     PARAM_TYPES,
     READS,
@@ -180,16 +182,18 @@ def sample_reward(
                             for key, text in out.extras.items():
                                 result.extras.setdefault(key, [""] * n)[i] = str(text)
                             if out.note:
-                                result.notes[i] = out.note
+                                result.notes[i] = Note(out.note, out.kind)
                             out = out.score
                         result.scores.append(math.nan if out is None else float(out))
                     except SampleTimeout as exc:
                         result.scores.append(math.nan)
-                        result.notes[i] = str(exc)
-                        result.timeouts += 1
+                        result.notes[i] = Note(str(exc), NoteKind.TIME_LIMIT)
+                    except Unavailable as exc:  # what the reward depends on failed: not a verdict on the sample
+                        result.scores.append(math.nan)
+                        result.notes[i] = Note(f"{name}: {exc}", NoteKind.UNAVAILABLE)
                     except Exception as exc:  # noqa: BLE001 - one bad sample must not fail the batch
                         result.scores.append(math.nan)
-                        result.notes[i] = f"{type(exc).__name__}: {exc}"
+                        result.notes[i] = error_note(exc, fn)
             return result
 
         _register(fn, name, alias, field_params, score_batch=score_batch, split="sample", reads=wanted, check=check)
@@ -229,7 +233,14 @@ def batch_reward(
                         batch.completions, *columns, **_without(params, field_params), **_read_kwargs(batch, wanted)
                     )
             except SampleTimeout as exc:
-                return BatchResult([math.nan] * n, dict.fromkeys(range(n), str(exc)), timeouts=n)
+                return BatchResult([math.nan] * n, notes_for(n, str(exc), NoteKind.TIME_LIMIT))
+            except Unavailable as exc:  # what the reward depends on failed: every sample NaN, none of them a 0
+                return BatchResult([math.nan] * n, notes_for(n, f"{name}: {exc}", NoteKind.UNAVAILABLE))
+            except (RequestCancelled, RewardServiceError):
+                raise  # the request's fate (cancelled, or refused with its status), not this batch's
+            except Exception as exc:  # noqa: BLE001 - the reward's bug is this batch's error, never the worker's
+                note = error_note(exc, fn)
+                return BatchResult([math.nan] * n, dict.fromkeys(range(n), note))
             if isinstance(out, BatchResult):
                 return out
             return BatchResult([math.nan if s is None else float(s) for s in out])

@@ -33,6 +33,12 @@ SAMPLES = Counter("reward_samples_scored", "Samples scored, by reward.", ["rewar
 TIMEOUTS = Counter(
     "reward_sample_timeouts", "Samples cut off by their time budget, by reward.", ["reward"], registry=METRICS
 )
+OUTCOMES = Counter(
+    "reward_sample_outcomes",
+    "Samples by reward and outcome: scored, not_applicable, reward_error, time_limit, unavailable.",
+    ["reward", "kind"],
+    registry=METRICS,
+)
 IN_FLIGHT = Gauge("reward_requests_in_flight", "Score calls being processed, by team.", ["team"], registry=METRICS)
 
 

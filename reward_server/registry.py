@@ -17,6 +17,7 @@ from typing import Any
 
 from reward.values import value_text
 from reward_server.errors import FailedPrecondition, InvalidArgument
+from reward_server.outcomes import Note, NoteKind
 
 ParamValue = str | float | bool | int | tuple[str, ...]
 #: Python types a reward param may have (``tuple`` is a list of strings).
@@ -43,12 +44,11 @@ class Param:
 
 @dataclass
 class BatchResult:
-    """Scores for a batch plus, for samples that scored NaN, the reason (index → text)."""
+    """Scores for a batch plus, for samples that scored NaN, why (index → :class:`Note`; plain text is read as
+    a not-applicable note)."""
 
     scores: list[float]
-    notes: dict[int, str] = field(default_factory=dict)
-    #: How many samples were cut off by their time budget.
-    timeouts: int = 0
+    notes: dict[int, Note] = field(default_factory=dict)
     #: Extra text columns the reward logs (name → one value per sample), as TRL's ``log_extra`` takes them.
     extras: dict[str, list[str]] = field(default_factory=dict)
 
@@ -89,11 +89,13 @@ class Batch:
 @dataclass
 class SampleScore:
     """What a ``@sample_reward`` function may return instead of a bare number: the score (None = does not
-    apply, NaN on the wire), extra text columns for this sample, and a note saying why it scored NaN."""
+    apply, NaN on the wire), extra text columns for this sample, and a note saying why it scored NaN (of
+    ``kind``: not applicable unless the reward says otherwise)."""
 
     score: float | None
     extras: Mapping[str, str] = field(default_factory=dict)
     note: str = ""
+    kind: NoteKind = NoteKind.NOT_APPLICABLE
 
 
 @dataclass(frozen=True)
@@ -130,6 +132,9 @@ class Reward:
     #: stay together), or "whole".
     split: str = "whole"
     group_param: str = ""
+    #: True for TRL functions: TRL passes one prompt shape (plain or chat) per batch, so a request that
+    #: mixes them is refused up front instead of failing every sample.
+    one_prompt_shape: bool = False
 
     @property
     def param_map(self) -> dict[str, Param]:

@@ -22,10 +22,12 @@ from typing import Any
 
 from reward.values import value_text
 from reward_server.cancellation import CancelBoard
-from reward_server.errors import InvalidArgument, ResourceExhausted
+from reward_server.errors import InvalidArgument, ResourceExhausted, RewardServiceError
+from reward_server.outcomes import Note, NoteKind, as_note, count_outcomes, notes_for
 from reward_server.planning import MIN_TASK_MS, SAMPLE_CHARS, CostModel, Planned, plan_tasks, split_of
 from reward_server.registry import Batch, BatchResult, ParamValue, Prompt, Registry, Reward
 from reward_server.settings import Limits
+from reward_server.trl_functions import mixed_shapes
 from reward_server.worker import Part, PartResult, Task, run_task
 
 log = logging.getLogger(__name__)
@@ -90,12 +92,14 @@ class RewardOutcome:
     name: str
     weight: float
     scores: list[float]
-    notes: dict[int, str]
+    notes: dict[int, Note]
     elapsed_ms: float
-    #: Samples cut off by their time budget.
-    timeouts: int = 0
     #: Extra text columns (name → one value per sample), see ``BatchResult.extras``.
     extras: dict[str, list[str]] = field(default_factory=dict)
+
+    def counts(self) -> dict[str, int]:
+        """How many samples scored and how many ended in each :class:`NoteKind` (``OutcomeCounts``)."""
+        return count_outcomes(self.scores, self.notes)
 
 
 def weighted_total(outcomes: Sequence[RewardOutcome], n_samples: int) -> list[float]:
@@ -172,6 +176,11 @@ class Scorer:
                     raise InvalidArgument(
                         f"samples[{missing}] has no field {field_name!r}, which reward {reward.name!r} reads"
                     )
+            if reward.one_prompt_shape and "prompt shape" not in checked:
+                checked.add("prompt shape")
+                why = mixed_shapes(samples.prompts)
+                if why:
+                    raise InvalidArgument(f"reward {reward.name!r} is a TRL function: {why}")
             if "completion_ids" in reward.reads and "completion_ids" not in checked:
                 checked.add("completion_ids")
                 missing = next((i for i, ids in enumerate(samples.completion_ids) if ids is None), None)
@@ -249,8 +258,7 @@ class Scorer:
                 rows = rows if rows is not None else range(n)
                 for local, i in enumerate(rows):
                     outcome.scores[i] = result.scores[local]
-                outcome.notes.update((rows[local], note) for local, note in result.notes.items())
-                outcome.timeouts += result.timeouts
+                outcome.notes.update((rows[local], as_note(note)) for local, note in result.notes.items())
                 outcome.elapsed_ms += part.elapsed_ms
                 for key, values in result.extras.items():
                     column = outcome.extras.setdefault(key, [""] * n)
@@ -266,13 +274,21 @@ class Scorer:
         reward = job.reward
         start = time.perf_counter()
         batch = batch_for(reward, samples, reward.columns(job.params, samples.fields))
-        result = await reward.score_async(batch, **job.params)
+        n = len(samples)
+        try:
+            result = await reward.score_async(batch, **job.params)
+            _check_length(reward.name, result, n)
+        except RewardServiceError:
+            raise  # a refused request (bad param, out of device memory) keeps its status
+        except Exception as exc:  # a failed model pass is every sample's NaN, never the call's crash
+            log.exception("reward %s: scoring %d samples failed", reward.name, n)
+            kind = NoteKind.UNAVAILABLE if reward.requires_model else NoteKind.REWARD_ERROR
+            why = f"{reward.name} failed: {type(exc).__name__}: {exc}"
+            result = BatchResult([math.nan] * n, notes_for(n, why, kind))
         elapsed_ms = (time.perf_counter() - start) * 1000
-        _check_length(reward.name, result, len(samples))
-        log.debug("reward %s: %d samples in %.1f ms", reward.name, len(samples), elapsed_ms)
-        return RewardOutcome(
-            reward.name, job.weight, result.scores, result.notes, elapsed_ms, result.timeouts, result.extras
-        )
+        log.debug("reward %s: %d samples in %.1f ms", reward.name, n, elapsed_ms)
+        notes = {i: as_note(note) for i, note in result.notes.items()}
+        return RewardOutcome(reward.name, job.weight, result.scores, notes, elapsed_ms, result.extras)
 
 
 def typed_columns(fields: Sequence[Mapping[str, Any]]) -> dict[str, list[Any]]:

@@ -18,7 +18,7 @@ from google.protobuf.message import DecodeError
 
 from reward.v1 import reward_pb2, reward_pb2_grpc
 from reward.values import from_value
-from reward_server import __version__, metrics
+from reward_server import __version__
 from reward_server.errors import (
     FailedPrecondition,
     InvalidArgument,
@@ -28,7 +28,8 @@ from reward_server.errors import (
 )
 from reward_server.interceptors import REQUEST_ID, pushback
 from reward_server.registry import Param, Prompt, Registry, Reward
-from reward_server.scoring import RewardCall, RewardOutcome, Samples, Scorer
+from reward_server.reporting import report_outcomes
+from reward_server.scoring import RewardCall, Samples, Scorer
 from reward_server.settings import Limits
 
 log = logging.getLogger(__name__)
@@ -131,7 +132,7 @@ class RewardServicer(reward_pb2_grpc.RewardServiceServicer):
         catalogue_version = scorer.registry.version  # the catalogue that scores this request
         outcomes, total = await scorer.score(samples, calls)
         completions = samples.completions
-        record_metrics(outcomes, len(completions))
+        report_outcomes(outcomes, len(completions), request_id)
         elapsed_ms = (time.perf_counter() - start) * 1000
         log.info(
             "Score request_id=%s samples=%d rewards=%s %.1f ms",
@@ -146,9 +147,13 @@ class RewardServicer(reward_pb2_grpc.RewardServiceServicer):
                     name=o.name,
                     scores=o.scores,
                     weight=o.weight,
-                    notes=[reward_pb2.ScoreNote(sample_index=i, reason=r) for i, r in sorted(o.notes.items())],
+                    notes=[
+                        reward_pb2.ScoreNote(sample_index=i, reason=note.reason, kind=int(note.kind))
+                        for i, note in sorted(o.notes.items())
+                    ],
                     elapsed_ms=o.elapsed_ms,
                     extra_columns=[reward_pb2.ExtraColumn(name=k, values=v) for k, v in o.extras.items()],
+                    counts=reward_pb2.OutcomeCounts(**o.counts()),
                 )
                 for o in outcomes
             ],
@@ -264,14 +269,6 @@ def check_sizes(request: reward_pb2.ScoreRequest, limits: Limits) -> None:
                 f"rewards[{i}] ({spec.name}): params take {spec.params.ByteSize()} bytes; "
                 f"the limit is {limits.max_params_bytes}"
             )
-
-
-def record_metrics(outcomes: list[RewardOutcome], n_samples: int) -> None:
-    for outcome in outcomes:
-        metrics.REWARD_SECONDS.labels(outcome.name).observe(outcome.elapsed_ms / 1000)
-        metrics.SAMPLES.labels(outcome.name).inc(n_samples)
-        if outcome.timeouts:
-            metrics.TIMEOUTS.labels(outcome.name).inc(outcome.timeouts)
 
 
 def _params(struct: struct_pb2.Struct) -> dict:

@@ -28,6 +28,8 @@ from reward.values import value_text
 from reward_server import settings
 from reward_server.cancellation import RequestCancelled, cancelled
 from reward_server.declare import _doc_parts
+from reward_server.errors import Unavailable
+from reward_server.outcomes import NoteKind, error_note, notes_for
 from reward_server.registry import Batch, BatchResult, Param, ParamValue, Reward
 from reward_server.time_limit import SampleTimeout, time_budget
 
@@ -91,7 +93,7 @@ def trl_reward(fn: Callable, source: str, code_version: str) -> Reward:
         >>> reward.name, reward.required_fields, [(p.name, p.type.__name__) for p in reward.params]
         ('exact', ('answer',), [('scale', 'float')])
         >>> reward.score_batch(Batch(["4", "5"], prompts=["2+2?", "2+2?"], fields={"answer": ["4", "4"]}), scale=2.0)
-        BatchResult(scores=[2.0, 0.0], notes={}, timeouts=0, extras={})
+        BatchResult(scores=[2.0, 0.0], notes={}, extras={})
     """
     name = fn.__name__
     if not name.isidentifier():
@@ -136,14 +138,43 @@ def trl_reward(fn: Callable, source: str, code_version: str) -> Reward:
         source=source,
         code_version=code_version,
         split="sample" if getattr(fn, "splittable", False) is True else "whole",
+        one_prompt_shape="prompts" in reads,
+    )
+
+
+def prompt_shape(prompt: Any) -> str:
+    """ "chat", "text", or "" (an empty prompt, which fits either shape)."""
+    return "chat" if isinstance(prompt, list) and prompt else "text" if isinstance(prompt, str) and prompt else ""
+
+
+def mixed_shapes(prompts: Sequence[Any]) -> str:
+    """Why ``prompts`` cannot go to one TRL call (they mix plain-text and chat prompts), or "".
+
+    Example:
+        >>> mixed_shapes(["Q1", [{"role": "user", "content": "Q2"}]]).split(";")[0]
+        'samples[1] has a chat prompt but samples[0] has a plain-text prompt'
+    """
+    first: dict[str, int] = {}
+    for i, prompt in enumerate(prompts):
+        shape = prompt_shape(prompt)
+        if shape and shape not in first:
+            first[shape] = i
+    if len(first) < 2:
+        return ""
+    (a, i), (b, j) = sorted(first.items(), key=lambda kv: kv[1])
+    shape = {"chat": "a chat prompt", "text": "a plain-text prompt"}
+    return (
+        f"samples[{j}] has {shape[b]} but samples[{i}] has {shape[a]}; "
+        "TRL passes one shape per batch: send them in separate requests"
     )
 
 
 def _shapes(batch: Batch) -> tuple[list[Any], list[Any]] | str:
     """TRL's prompts and completions for the batch, or why the batch has no single shape."""
-    kinds = {"chat" if isinstance(p, list) and p else "text" if isinstance(p, str) and p else "" for p in batch.prompts}
-    if {"chat", "text"} <= kinds:
-        return "the samples mix plain-text and chat prompts; TRL passes one shape per batch"
+    why = mixed_shapes(batch.prompts)
+    if why:
+        return why
+    kinds = {prompt_shape(p) for p in batch.prompts}
     if "chat" in kinds:
         prompts = [p if isinstance(p, list) else [] for p in batch.prompts]
         return prompts, [[{"role": "assistant", "content": c}] for c in batch.completions]
@@ -195,27 +226,27 @@ def _caller(fn: Callable, name: str, takes: frozenset[str] | None, param_names: 
                 with time_budget(budget):
                     out = fn(**kwargs)
         except (SampleTimeout, TimeoutError):
-            result = _failed(n, f"{name} timed out after {budget:g} s for a batch of {n}")
-            result.timeouts = n
-            return result
+            return _failed(n, f"{name} timed out after {budget:g} s for a batch of {n}", NoteKind.TIME_LIMIT)
         except RequestCancelled:
             raise
+        except Unavailable as exc:  # what the function depends on failed: not a verdict on the completions
+            return _failed(n, f"{name}: {exc}", NoteKind.UNAVAILABLE)
         except Exception as exc:  # noqa: BLE001 - the reward's bug is this batch's error, never the worker's
-            return _failed(n, f"{name} raised {type(exc).__name__}: {exc}")
+            return BatchResult([math.nan] * n, dict.fromkeys(range(n), error_note(exc, fn, f"{name} raised ")))
         scores = _scores(name, out, n)
         if isinstance(scores, str):
             return _failed(n, scores)
         result = BatchResult(scores, extras=extras)
-        if notes:
-            result.notes = dict.fromkeys(range(n), "; ".join(notes))
+        if notes:  # a dropped log_extra column: the scores stand, the note says what was lost
+            result.notes = notes_for(n, "; ".join(notes), NoteKind.REWARD_ERROR)
         return result
 
     return score_batch
 
 
-def _failed(n: int, why: str) -> BatchResult:
-    """Every sample of the batch NaN, each with the reason."""
-    return BatchResult([math.nan] * n, dict.fromkeys(range(n), why))
+def _failed(n: int, why: str, kind: NoteKind = NoteKind.REWARD_ERROR) -> BatchResult:
+    """Every sample of the batch NaN, each with the reason (by default: the function's own fault)."""
+    return BatchResult([math.nan] * n, notes_for(n, why, kind))
 
 
 def _scores(name: str, out: Any, n: int) -> list[float] | str:

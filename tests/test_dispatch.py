@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 import reward_server.rewards  # noqa: F401 - registers the catalogue
 from reward_server.config import ServerConfig
+from reward_server.outcomes import Note, NoteKind
 from reward_server.planning import Planned, Split, plan_tasks, split_of
 from reward_server.registry import REGISTRY, Batch, BatchResult
 from reward_server.scoring import Job, RewardCall, Samples, Scorer
@@ -76,14 +77,15 @@ def test_merge_puts_scores_and_notes_back_at_request_indices():
     jobs = [Job(reward, reward.defaults(), 2.0)]
     planned = [Planned({0: [3, 1]}), Planned({0: [0, 2]})]
     done = [
-        [PartResult(BatchResult([0.5, math.nan], {1: "boom"}, timeouts=1), 1.0)],
+        [PartResult(BatchResult([0.5, math.nan], {1: Note("over budget", NoteKind.TIME_LIMIT)}), 1.0)],
         [PartResult(BatchResult([0.0, 0.5]), 2.0)],
     ]
     scorer = Scorer(REGISTRY, executor=None)  # type: ignore[arg-type] - merging runs nothing
     (outcome,) = scorer._merge(jobs, planned, done, [10.0] * 4, 4)
     assert outcome.scores[0] == 0.0 and outcome.scores[2] == 0.5 and outcome.scores[3] == 0.5
-    assert math.isnan(outcome.scores[1]) and outcome.notes == {1: "boom"}
-    assert (outcome.timeouts, outcome.elapsed_ms, outcome.weight) == (1, 3.0, 2.0)
+    assert math.isnan(outcome.scores[1]) and outcome.notes == {1: Note("over budget", NoteKind.TIME_LIMIT)}
+    assert (outcome.elapsed_ms, outcome.weight) == (3.0, 2.0)
+    assert outcome.counts() == {"scored": 3, "not_applicable": 0, "reward_error": 0, "time_limit": 1, "unavailable": 0}
 
 
 @pytest.fixture(scope="module")

@@ -262,4 +262,7 @@ def test_signature_rules_in_process() -> None:
     assert trl_reward(per_sample, "f.py", "").split == "sample"
     mixed = Batch(["a", "b"], prompts=["text", [{"role": "user", "content": "turns"}]])
     result = trl_reward(per_sample, "f.py", "").score_batch(mixed)
-    assert result.notes[0] == "per_sample: the samples mix plain-text and chat prompts; TRL passes one shape per batch"
+    assert result.notes[0].reason == (
+        "per_sample: samples[1] has a chat prompt but samples[0] has a plain-text prompt; "
+        "TRL passes one shape per batch: send them in separate requests"
+    )

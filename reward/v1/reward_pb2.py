@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16reward/v1/reward.proto\x12\treward.v1\x1a\x1cgoogle/protobuf/struct.proto\",\n\x0b\x43hatMessage\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\t\"\x17\n\x08TokenIds\x12\x0b\n\x03ids\x18\x01 \x03(\r\"\xff\x02\n\x06Sample\x12&\n\x06prompt\x18\x01 \x03(\x0b\x32\x16.reward.v1.ChatMessage\x12\x12\n\ncompletion\x18\x02 \x01(\t\x12-\n\x06\x66ields\x18\x03 \x03(\x0b\x32\x1d.reward.v1.Sample.FieldsEntry\x12\x18\n\x0bprompt_text\x18\x04 \x01(\tH\x00\x88\x01\x01\x12\x38\n\x0ctyped_fields\x18\x05 \x03(\x0b\x32\".reward.v1.Sample.TypedFieldsEntry\x12+\n\x0e\x63ompletion_ids\x18\x06 \x01(\x0b\x32\x13.reward.v1.TokenIds\x1a-\n\x0b\x46ieldsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1aJ\n\x10TypedFieldsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12%\n\x05value\x18\x02 \x01(\x0b\x32\x16.google.protobuf.Value:\x02\x38\x01\x42\x0e\n\x0c_prompt_text\"c\n\nRewardSpec\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x06weight\x18\x02 \x01(\x01H\x00\x88\x01\x01\x12\'\n\x06params\x18\x03 \x01(\x0b\x32\x17.google.protobuf.StructB\t\n\x07_weight\"n\n\x0cScoreRequest\x12\"\n\x07samples\x18\x01 \x03(\x0b\x32\x11.reward.v1.Sample\x12&\n\x07rewards\x18\x02 \x03(\x0b\x32\x15.reward.v1.RewardSpec\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"1\n\tScoreNote\x12\x14\n\x0csample_index\x18\x01 \x01(\r\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\xa4\x01\n\x0cRewardScores\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06scores\x18\x02 \x03(\x01\x12\x0e\n\x06weight\x18\x03 \x01(\x01\x12#\n\x05notes\x18\x04 \x03(\x0b\x32\x14.reward.v1.ScoreNote\x12\x12\n\nelapsed_ms\x18\x05 \x01(\x01\x12-\n\rextra_columns\x18\x06 \x03(\x0b\x32\x16.reward.v1.ExtraColumn\"+\n\x0b\x45xtraColumn\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06values\x18\x02 \x03(\t\"\xa3\x01\n\rScoreResponse\x12(\n\x07results\x18\x01 \x03(\x0b\x32\x17.reward.v1.RewardScores\x12\r\n\x05total\x18\x02 \x03(\x01\x12\x12\n\nrequest_id\x18\x03 \x01(\t\x12\x16\n\x0eserver_version\x18\x04 \x01(\t\x12\x12\n\nelapsed_ms\x18\x05 \x01(\x01\x12\x19\n\x11\x63\x61talogue_version\x18\x06 \x01(\t\"\x14\n\x12ListRewardsRequest\"p\n\x13ListRewardsResponse\x12&\n\x07rewards\x18\x01 \x03(\x0b\x32\x15.reward.v1.RewardInfo\x12\x16\n\x0eserver_version\x18\x02 \x01(\t\x12\x19\n\x11\x63\x61talogue_version\x18\x03 \x01(\t\"\x81\x01\n\tParamInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\"\n\x04type\x18\x02 \x01(\x0e\x32\x14.reward.v1.ParamType\x12-\n\rdefault_value\x18\x03 \x01(\x0b\x32\x16.google.protobuf.Value\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\"\xca\x02\n\nRewardInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07\x61liases\x18\x02 \x03(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\x0e\n\x06\x66ields\x18\x04 \x03(\t\x12$\n\x06params\x18\x05 \x03(\x0b\x32\x14.reward.v1.ParamInfo\x12\x16\n\x0erequires_model\x18\x06 \x01(\x08\x12\x10\n\x08model_id\x18\x07 \x01(\t\x12\x0e\n\x06\x64\x65vice\x18\x08 \x01(\t\x12\x11\n\tavailable\x18\t \x01(\x08\x12\x1a\n\x12unavailable_reason\x18\n \x01(\t\x12\x0e\n\x06source\x18\x0b \x01(\t\x12\x14\n\x0c\x63ode_version\x18\x0c \x01(\t\x12\x1c\n\x14reads_completion_ids\x18\r \x01(\x08\x12\x16\n\x0emodel_revision\x18\x0e \x01(\t\x12\r\n\x05\x64type\x18\x0f \x01(\t*\x9e\x01\n\tParamType\x12\x1a\n\x16PARAM_TYPE_UNSPECIFIED\x10\x00\x12\x15\n\x11PARAM_TYPE_STRING\x10\x01\x12\x15\n\x11PARAM_TYPE_NUMBER\x10\x02\x12\x13\n\x0fPARAM_TYPE_BOOL\x10\x03\x12\x16\n\x12PARAM_TYPE_INTEGER\x10\x04\x12\x1a\n\x16PARAM_TYPE_STRING_LIST\x10\x05\x32\x99\x01\n\rRewardService\x12:\n\x05Score\x12\x17.reward.v1.ScoreRequest\x1a\x18.reward.v1.ScoreResponse\x12L\n\x0bListRewards\x12\x1d.reward.v1.ListRewardsRequest\x1a\x1e.reward.v1.ListRewardsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16reward/v1/reward.proto\x12\treward.v1\x1a\x1cgoogle/protobuf/struct.proto\",\n\x0b\x43hatMessage\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\t\"\x17\n\x08TokenIds\x12\x0b\n\x03ids\x18\x01 \x03(\r\"\xff\x02\n\x06Sample\x12&\n\x06prompt\x18\x01 \x03(\x0b\x32\x16.reward.v1.ChatMessage\x12\x12\n\ncompletion\x18\x02 \x01(\t\x12-\n\x06\x66ields\x18\x03 \x03(\x0b\x32\x1d.reward.v1.Sample.FieldsEntry\x12\x18\n\x0bprompt_text\x18\x04 \x01(\tH\x00\x88\x01\x01\x12\x38\n\x0ctyped_fields\x18\x05 \x03(\x0b\x32\".reward.v1.Sample.TypedFieldsEntry\x12+\n\x0e\x63ompletion_ids\x18\x06 \x01(\x0b\x32\x13.reward.v1.TokenIds\x1a-\n\x0b\x46ieldsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1aJ\n\x10TypedFieldsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12%\n\x05value\x18\x02 \x01(\x0b\x32\x16.google.protobuf.Value:\x02\x38\x01\x42\x0e\n\x0c_prompt_text\"c\n\nRewardSpec\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x06weight\x18\x02 \x01(\x01H\x00\x88\x01\x01\x12\'\n\x06params\x18\x03 \x01(\x0b\x32\x17.google.protobuf.StructB\t\n\x07_weight\"n\n\x0cScoreRequest\x12\"\n\x07samples\x18\x01 \x03(\x0b\x32\x11.reward.v1.Sample\x12&\n\x07rewards\x18\x02 \x03(\x0b\x32\x15.reward.v1.RewardSpec\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"T\n\tScoreNote\x12\x14\n\x0csample_index\x18\x01 \x01(\r\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12!\n\x04kind\x18\x03 \x01(\x0e\x32\x13.reward.v1.NoteKind\"v\n\rOutcomeCounts\x12\x0e\n\x06scored\x18\x01 \x01(\r\x12\x16\n\x0enot_applicable\x18\x02 \x01(\r\x12\x14\n\x0creward_error\x18\x03 \x01(\r\x12\x12\n\ntime_limit\x18\x04 \x01(\r\x12\x13\n\x0bunavailable\x18\x05 \x01(\r\"\xce\x01\n\x0cRewardScores\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06scores\x18\x02 \x03(\x01\x12\x0e\n\x06weight\x18\x03 \x01(\x01\x12#\n\x05notes\x18\x04 \x03(\x0b\x32\x14.reward.v1.ScoreNote\x12\x12\n\nelapsed_ms\x18\x05 \x01(\x01\x12-\n\rextra_columns\x18\x06 \x03(\x0b\x32\x16.reward.v1.ExtraColumn\x12(\n\x06\x63ounts\x18\x07 \x01(\x0b\x32\x18.reward.v1.OutcomeCounts\"+\n\x0b\x45xtraColumn\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06values\x18\x02 \x03(\t\"\xa3\x01\n\rScoreResponse\x12(\n\x07results\x18\x01 \x03(\x0b\x32\x17.reward.v1.RewardScores\x12\r\n\x05total\x18\x02 \x03(\x01\x12\x12\n\nrequest_id\x18\x03 \x01(\t\x12\x16\n\x0eserver_version\x18\x04 \x01(\t\x12\x12\n\nelapsed_ms\x18\x05 \x01(\x01\x12\x19\n\x11\x63\x61talogue_version\x18\x06 \x01(\t\"\x14\n\x12ListRewardsRequest\"p\n\x13ListRewardsResponse\x12&\n\x07rewards\x18\x01 \x03(\x0b\x32\x15.reward.v1.RewardInfo\x12\x16\n\x0eserver_version\x18\x02 \x01(\t\x12\x19\n\x11\x63\x61talogue_version\x18\x03 \x01(\t\"\x81\x01\n\tParamInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\"\n\x04type\x18\x02 \x01(\x0e\x32\x14.reward.v1.ParamType\x12-\n\rdefault_value\x18\x03 \x01(\x0b\x32\x16.google.protobuf.Value\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\"\xca\x02\n\nRewardInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07\x61liases\x18\x02 \x03(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\x0e\n\x06\x66ields\x18\x04 \x03(\t\x12$\n\x06params\x18\x05 \x03(\x0b\x32\x14.reward.v1.ParamInfo\x12\x16\n\x0erequires_model\x18\x06 \x01(\x08\x12\x10\n\x08model_id\x18\x07 \x01(\t\x12\x0e\n\x06\x64\x65vice\x18\x08 \x01(\t\x12\x11\n\tavailable\x18\t \x01(\x08\x12\x1a\n\x12unavailable_reason\x18\n \x01(\t\x12\x0e\n\x06source\x18\x0b \x01(\t\x12\x14\n\x0c\x63ode_version\x18\x0c \x01(\t\x12\x1c\n\x14reads_completion_ids\x18\r \x01(\x08\x12\x16\n\x0emodel_revision\x18\x0e \x01(\t\x12\r\n\x05\x64type\x18\x0f \x01(\t*\x94\x01\n\x08NoteKind\x12\x19\n\x15NOTE_KIND_UNSPECIFIED\x10\x00\x12\x1c\n\x18NOTE_KIND_NOT_APPLICABLE\x10\x01\x12\x1a\n\x16NOTE_KIND_REWARD_ERROR\x10\x02\x12\x18\n\x14NOTE_KIND_TIME_LIMIT\x10\x03\x12\x19\n\x15NOTE_KIND_UNAVAILABLE\x10\x04*\x9e\x01\n\tParamType\x12\x1a\n\x16PARAM_TYPE_UNSPECIFIED\x10\x00\x12\x15\n\x11PARAM_TYPE_STRING\x10\x01\x12\x15\n\x11PARAM_TYPE_NUMBER\x10\x02\x12\x13\n\x0fPARAM_TYPE_BOOL\x10\x03\x12\x16\n\x12PARAM_TYPE_INTEGER\x10\x04\x12\x1a\n\x16PARAM_TYPE_STRING_LIST\x10\x05\x32\x99\x01\n\rRewardService\x12:\n\x05Score\x12\x17.reward.v1.ScoreRequest\x1a\x18.reward.v1.ScoreResponse\x12L\n\x0bListRewards\x12\x1d.reward.v1.ListRewardsRequest\x1a\x1e.reward.v1.ListRewardsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,8 +36,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SAMPLE_FIELDSENTRY']._serialized_options = b'8\001'
   _globals['_SAMPLE_TYPEDFIELDSENTRY']._loaded_options = None
   _globals['_SAMPLE_TYPEDFIELDSENTRY']._serialized_options = b'8\001'
-  _globals['_PARAMTYPE']._serialized_start=1768
-  _globals['_PARAMTYPE']._serialized_end=1926
+  _globals['_NOTEKIND']._serialized_start=1965
+  _globals['_NOTEKIND']._serialized_end=2113
+  _globals['_PARAMTYPE']._serialized_start=2116
+  _globals['_PARAMTYPE']._serialized_end=2274
   _globals['_CHATMESSAGE']._serialized_start=67
   _globals['_CHATMESSAGE']._serialized_end=111
   _globals['_TOKENIDS']._serialized_start=113
@@ -53,21 +55,23 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SCOREREQUEST']._serialized_start=625
   _globals['_SCOREREQUEST']._serialized_end=735
   _globals['_SCORENOTE']._serialized_start=737
-  _globals['_SCORENOTE']._serialized_end=786
-  _globals['_REWARDSCORES']._serialized_start=789
-  _globals['_REWARDSCORES']._serialized_end=953
-  _globals['_EXTRACOLUMN']._serialized_start=955
-  _globals['_EXTRACOLUMN']._serialized_end=998
-  _globals['_SCORERESPONSE']._serialized_start=1001
-  _globals['_SCORERESPONSE']._serialized_end=1164
-  _globals['_LISTREWARDSREQUEST']._serialized_start=1166
-  _globals['_LISTREWARDSREQUEST']._serialized_end=1186
-  _globals['_LISTREWARDSRESPONSE']._serialized_start=1188
-  _globals['_LISTREWARDSRESPONSE']._serialized_end=1300
-  _globals['_PARAMINFO']._serialized_start=1303
-  _globals['_PARAMINFO']._serialized_end=1432
-  _globals['_REWARDINFO']._serialized_start=1435
-  _globals['_REWARDINFO']._serialized_end=1765
-  _globals['_REWARDSERVICE']._serialized_start=1929
-  _globals['_REWARDSERVICE']._serialized_end=2082
+  _globals['_SCORENOTE']._serialized_end=821
+  _globals['_OUTCOMECOUNTS']._serialized_start=823
+  _globals['_OUTCOMECOUNTS']._serialized_end=941
+  _globals['_REWARDSCORES']._serialized_start=944
+  _globals['_REWARDSCORES']._serialized_end=1150
+  _globals['_EXTRACOLUMN']._serialized_start=1152
+  _globals['_EXTRACOLUMN']._serialized_end=1195
+  _globals['_SCORERESPONSE']._serialized_start=1198
+  _globals['_SCORERESPONSE']._serialized_end=1361
+  _globals['_LISTREWARDSREQUEST']._serialized_start=1363
+  _globals['_LISTREWARDSREQUEST']._serialized_end=1383
+  _globals['_LISTREWARDSRESPONSE']._serialized_start=1385
+  _globals['_LISTREWARDSRESPONSE']._serialized_end=1497
+  _globals['_PARAMINFO']._serialized_start=1500
+  _globals['_PARAMINFO']._serialized_end=1629
+  _globals['_REWARDINFO']._serialized_start=1632
+  _globals['_REWARDINFO']._serialized_end=1962
+  _globals['_REWARDSERVICE']._serialized_start=2277
+  _globals['_REWARDSERVICE']._serialized_end=2430
 # @@protoc_insertion_point(module_scope)

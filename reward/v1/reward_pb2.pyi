@@ -8,6 +8,14 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class NoteKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    NOTE_KIND_UNSPECIFIED: _ClassVar[NoteKind]
+    NOTE_KIND_NOT_APPLICABLE: _ClassVar[NoteKind]
+    NOTE_KIND_REWARD_ERROR: _ClassVar[NoteKind]
+    NOTE_KIND_TIME_LIMIT: _ClassVar[NoteKind]
+    NOTE_KIND_UNAVAILABLE: _ClassVar[NoteKind]
+
 class ParamType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     PARAM_TYPE_UNSPECIFIED: _ClassVar[ParamType]
@@ -16,6 +24,11 @@ class ParamType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     PARAM_TYPE_BOOL: _ClassVar[ParamType]
     PARAM_TYPE_INTEGER: _ClassVar[ParamType]
     PARAM_TYPE_STRING_LIST: _ClassVar[ParamType]
+NOTE_KIND_UNSPECIFIED: NoteKind
+NOTE_KIND_NOT_APPLICABLE: NoteKind
+NOTE_KIND_REWARD_ERROR: NoteKind
+NOTE_KIND_TIME_LIMIT: NoteKind
+NOTE_KIND_UNAVAILABLE: NoteKind
 PARAM_TYPE_UNSPECIFIED: ParamType
 PARAM_TYPE_STRING: ParamType
 PARAM_TYPE_NUMBER: ParamType
@@ -88,28 +101,46 @@ class ScoreRequest(_message.Message):
     def __init__(self, samples: _Optional[_Iterable[_Union[Sample, _Mapping]]] = ..., rewards: _Optional[_Iterable[_Union[RewardSpec, _Mapping]]] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class ScoreNote(_message.Message):
-    __slots__ = ("sample_index", "reason")
+    __slots__ = ("sample_index", "reason", "kind")
     SAMPLE_INDEX_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
     sample_index: int
     reason: str
-    def __init__(self, sample_index: _Optional[int] = ..., reason: _Optional[str] = ...) -> None: ...
+    kind: NoteKind
+    def __init__(self, sample_index: _Optional[int] = ..., reason: _Optional[str] = ..., kind: _Optional[_Union[NoteKind, str]] = ...) -> None: ...
+
+class OutcomeCounts(_message.Message):
+    __slots__ = ("scored", "not_applicable", "reward_error", "time_limit", "unavailable")
+    SCORED_FIELD_NUMBER: _ClassVar[int]
+    NOT_APPLICABLE_FIELD_NUMBER: _ClassVar[int]
+    REWARD_ERROR_FIELD_NUMBER: _ClassVar[int]
+    TIME_LIMIT_FIELD_NUMBER: _ClassVar[int]
+    UNAVAILABLE_FIELD_NUMBER: _ClassVar[int]
+    scored: int
+    not_applicable: int
+    reward_error: int
+    time_limit: int
+    unavailable: int
+    def __init__(self, scored: _Optional[int] = ..., not_applicable: _Optional[int] = ..., reward_error: _Optional[int] = ..., time_limit: _Optional[int] = ..., unavailable: _Optional[int] = ...) -> None: ...
 
 class RewardScores(_message.Message):
-    __slots__ = ("name", "scores", "weight", "notes", "elapsed_ms", "extra_columns")
+    __slots__ = ("name", "scores", "weight", "notes", "elapsed_ms", "extra_columns", "counts")
     NAME_FIELD_NUMBER: _ClassVar[int]
     SCORES_FIELD_NUMBER: _ClassVar[int]
     WEIGHT_FIELD_NUMBER: _ClassVar[int]
     NOTES_FIELD_NUMBER: _ClassVar[int]
     ELAPSED_MS_FIELD_NUMBER: _ClassVar[int]
     EXTRA_COLUMNS_FIELD_NUMBER: _ClassVar[int]
+    COUNTS_FIELD_NUMBER: _ClassVar[int]
     name: str
     scores: _containers.RepeatedScalarFieldContainer[float]
     weight: float
     notes: _containers.RepeatedCompositeFieldContainer[ScoreNote]
     elapsed_ms: float
     extra_columns: _containers.RepeatedCompositeFieldContainer[ExtraColumn]
-    def __init__(self, name: _Optional[str] = ..., scores: _Optional[_Iterable[float]] = ..., weight: _Optional[float] = ..., notes: _Optional[_Iterable[_Union[ScoreNote, _Mapping]]] = ..., elapsed_ms: _Optional[float] = ..., extra_columns: _Optional[_Iterable[_Union[ExtraColumn, _Mapping]]] = ...) -> None: ...
+    counts: OutcomeCounts
+    def __init__(self, name: _Optional[str] = ..., scores: _Optional[_Iterable[float]] = ..., weight: _Optional[float] = ..., notes: _Optional[_Iterable[_Union[ScoreNote, _Mapping]]] = ..., elapsed_ms: _Optional[float] = ..., extra_columns: _Optional[_Iterable[_Union[ExtraColumn, _Mapping]]] = ..., counts: _Optional[_Union[OutcomeCounts, _Mapping]] = ...) -> None: ...
 
 class ExtraColumn(_message.Message):
     __slots__ = ("name", "values")

@@ -16,7 +16,7 @@ from typing import Any
 from reward_server import settings
 from reward_server.time_limit import SampleTimeout, run_with_timeout
 
-#: Rewards whose samples call the math time-limit helper: the worker's start-up warms the helper instead of scoring them.
+#: Rewards whose samples call the math time-limit helper: the worker's start-up warms it instead of scoring them.
 SANDBOXED = frozenset(
     {
         "math_equivalence",
@@ -73,7 +73,7 @@ def _trl_gold(solution: str) -> list:
 
 
 def trl_verdict(solution: str, content: str) -> tuple[float | None, str, str]:
-    """TRL's accuracy check of one sample (run inside the time-limit helper): (score or None, gold_parsed, answer_parsed).
+    """TRL's accuracy check of one sample (run in the time-limit helper): (score or None, gold_parsed, answer_parsed).
 
     None when the gold does not parse (TRL skips the sample); the two strings are what TRL logs.
     """

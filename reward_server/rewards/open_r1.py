@@ -19,6 +19,7 @@ from collections.abc import Sequence
 
 from reward_server.cancellation import RequestCancelled, cancelled
 from reward_server.declare import batch_reward, sample_reward
+from reward_server.outcomes import Note, NoteKind, error_note
 from reward_server.registry import BatchResult, Prompt
 from reward_server.rewards.math_checks import open_r1_verdict, time_limited
 from reward_server.rewards.param_checks import repetition_params
@@ -194,11 +195,10 @@ def open_r1_length(
             correct.append(True if verdict is None else verdict)
         except SampleTimeout as exc:
             correct.append(None)
-            result.notes[i] = str(exc)
-            result.timeouts += 1
+            result.notes[i] = Note(str(exc), NoteKind.TIME_LIMIT)
         except Exception as exc:  # noqa: BLE001 - open-r1 would fail the batch; here one sample is NaN
             correct.append(None)
-            result.notes[i] = f"{type(exc).__name__}: {exc}"
+            result.notes[i] = error_note(exc)
     groups: dict[str, list[int]] = defaultdict(list)
     for i in range(n):
         groups[_group_key(prompts[i]) if per_prompt else ""].append(i)
