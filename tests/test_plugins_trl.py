@@ -1,19 +1,22 @@
 """Plain TRL reward functions served by a real server from files the test writes (``--rewards-from``).
 
-The service's scores are compared with calling the same functions in-process with exactly the arguments
-``GRPOTrainer._calculate_rewards`` passes, for a standard and a conversational batch, with typed fields
-(an int column, a dict column), params, None and an async function; broken functions give that batch's
-error as NaN with a note, never a silent 0, and the worker keeps serving.
+The service's scores are compared with TRL's own ``GRPOTrainer._calculate_rewards`` calling the same functions
+in-process (a real trainer on a tiny policy built here, the params bound with ``functools.partial`` as a training
+script would), for a standard and a conversational batch, with typed fields (an int column, a dict column),
+params, None and an async function; broken functions give that batch's error as NaN with a note, never a silent
+0, and the worker keeps serving.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import math
 import shutil
 
 import grpc
+import numpy as np
 import psutil
 import pytest
 from conftest import REPO, start_server, stop_server
@@ -106,25 +109,37 @@ def local(sources):
     return module
 
 
-def trl_kwargs(prompts, completions, extras: dict) -> dict:
-    """What GRPOTrainer passes a reward function (every column, trainer_state, log_extra, log_metric)."""
-    return {
-        "prompts": prompts,
-        "completions": completions,
-        "completion_ids": IDS,
-        **COLUMNS,
-        "trainer_state": None,
-        "log_extra": lambda column, values: extras.__setitem__(column, [str(v) for v in values]),
-        "log_metric": lambda name, value: None,
-    }
+@pytest.fixture(scope="module")
+def trainer(tmp_path_factory, local):
+    """A real GRPOTrainer (tiny random policy, CPU) whose ``_calculate_rewards`` calls the functions as in training."""
+    from datasets import Dataset
+    from tiny_models import build_tiny_causal_lm
+    from trl import GRPOConfig, GRPOTrainer
+
+    root = tmp_path_factory.mktemp("trl")
+    args = GRPOConfig(
+        output_dir=str(root / "out"), per_device_train_batch_size=3, num_generations=3, report_to=[], use_cpu=True
+    )
+    return GRPOTrainer(
+        model=str(build_tiny_causal_lm(root / "policy")),
+        reward_funcs=[getattr(local, name) for name in TRL_NAMES],  # judge_reward is async: TRL starts its loop
+        args=args,
+        train_dataset=Dataset.from_list([{"prompt": "x"}] * 3),
+    )
 
 
-def call_local(fn, kwargs):
-    import asyncio
-    import inspect
-
-    out = fn(**kwargs)
-    return asyncio.run(out) if inspect.iscoroutine(out) else out
+def trl_scores(trainer, fn, prompts, completions) -> tuple[list[float], dict[str, list[str]]]:
+    """TRL's ``_calculate_rewards`` with ``fn`` as the only reward: (its scores, the extra columns it logged)."""
+    inputs = [{"prompt": p, **{k: v[i] for k, v in COLUMNS.items()}} for i, p in enumerate(prompts)]
+    saved = trainer.reward_funcs, trainer.reward_processing_classes, trainer.reward_func_names
+    trainer.reward_funcs, trainer.reward_processing_classes, trainer.reward_func_names = [fn], [None], ["fn"]
+    trainer._pending_extra_logs.clear()
+    try:
+        out = trainer._calculate_rewards(inputs, prompts, completions, IDS)
+    finally:
+        trainer.reward_funcs, trainer.reward_processing_classes, trainer.reward_func_names = saved
+    extras = {k: [str(v) for v in values] for k, values in trainer._pending_extra_logs.items()}
+    return out[:, 0].tolist(), extras
 
 
 def request(conversational: bool, rewards, with_ids: bool = True) -> reward_pb2.ScoreRequest:
@@ -176,7 +191,7 @@ def test_list_rewards_shows_the_functions_with_source_version_fields_and_typed_p
 
 
 @pytest.mark.parametrize("conversational", [False, True], ids=["standard", "conversational"])
-def test_scores_equal_calling_the_functions_as_trl_does(server, local, conversational) -> None:
+def test_scores_equal_calling_the_functions_as_trl_does(server, local, trainer, conversational) -> None:
     rewards = [*TRL_NAMES, ("length_penalty", {"max_chars": 5, "scale": 2.0}), ("difficulty_bonus", {"bonus": 0.5})]
     response = server.stub().Score(request(conversational, rewards))
     if conversational:
@@ -186,10 +201,10 @@ def test_scores_equal_calling_the_functions_as_trl_does(server, local, conversat
         prompts, completions = PROMPTS, COMPLETIONS
     for reward, result in zip(rewards, response.results, strict=True):
         name, params = reward if isinstance(reward, tuple) else (reward, {})
-        extras: dict = {}
-        expected = call_local(getattr(local, name), {**trl_kwargs(prompts, completions, extras), **params})
-        expected = [math.nan if e is None else float(e) for e in expected]
-        assert result.name == name and same(list(result.scores), expected), (name, list(result.scores), expected)
+        fn = functools.partial(getattr(local, name), **params) if params else getattr(local, name)
+        expected, extras = trl_scores(trainer, fn, prompts, completions)
+        served = [float(np.float32(s)) for s in result.scores]  # TRL keeps rewards as float32
+        assert result.name == name and same(served, expected), (name, served, expected)
         assert {c.name: list(c.values) for c in result.extra_columns} == extras
         assert not result.notes  # None (not applicable) needs no note
     by_name = {r.name: list(r.scores) for r in response.results}
