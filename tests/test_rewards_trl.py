@@ -8,6 +8,7 @@ the missing-ids error) is in ``test_rewards_served.py``.
 
 from __future__ import annotations
 
+import inspect
 import math
 
 import pytest
@@ -222,18 +223,24 @@ def test_soft_overlong_random(ids, max_len, cache) -> None:
     assert got.scores == expected
 
 
+def trl_defaults(fn) -> dict:
+    """The defaults in the signature of TRL's installed function."""
+    return {k: p.default for k, p in inspect.signature(fn).parameters.items() if p.default is not p.empty}
+
+
 def test_defaults_are_trls() -> None:
     from reward_server.registry import REGISTRY
 
-    assert REGISTRY.get("cosine_scaled_reward").defaults() == {
-        "solution_field": "solution",
-        "max_len": 1000,  # TRL has no default here
-        "min_value_wrong": -1.0,
-        "max_value_wrong": -0.5,
-        "min_value_correct": 0.5,
-        "max_value_correct": 1.0,
-    }
-    assert REGISTRY.get("repetition_penalty_reward").defaults() == {"ngram_size": 3, "max_penalty": -1.0}
+    cosine = REGISTRY.get("cosine_scaled_reward").defaults()
+    assert "max_len" not in trl_defaults(get_cosine_scaled_reward) and cosine.pop("max_len") == 1000  # TRL has none
+    assert cosine == {"solution_field": "solution", **trl_defaults(get_cosine_scaled_reward)}
+    assert REGISTRY.get("repetition_penalty_reward").defaults() == trl_defaults(get_repetition_penalty_reward)
+    assert set(trl_defaults(get_repetition_penalty_reward)) == {"ngram_size", "max_penalty"}
+    soft = REGISTRY.get("soft_overlong_punishment_reward").defaults()
+    assert trl_defaults(get_soft_overlong_punishment) == {} and set(soft) == {"max_completion_len", "soft_punish_cache"}
+    # TRL's signature says None and its body reads that as ["</think>"]: the scores with no delimiters given
+    # are compared with TRL's in test_reasoning_accuracy_random_batches.
+    assert trl_defaults(reasoning_accuracy_reward)["reasoning_delimiters"] is None
     assert REGISTRY.get("reasoning_accuracy_reward").defaults() == {
         "solution_field": "solution",
         "reasoning_delimiters": ("</think>",),
