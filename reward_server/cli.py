@@ -77,6 +77,12 @@ def build_parser() -> argparse.ArgumentParser:
     ops.add_argument("--metrics-host", help="address of the /metrics endpoint (default 127.0.0.1)")
     ops.add_argument("--log-json", action="store_true", default=None, help="log one JSON object per line")
     ops.add_argument("--grace-s", type=float, help="seconds in-flight calls get to finish on SIGTERM (default 30)")
+    ops.add_argument(
+        "--reuse-port",
+        action="store_true",
+        default=None,
+        help="share the port with other processes (SO_REUSEPORT); off: a port in use is an error",
+    )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     return parser
 
@@ -95,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     import reward_server.rewards  # noqa: F401 - registers the catalogue
     from reward_server.models import ModelLoadError
     from reward_server.plugins import PluginError
-    from reward_server.server import serve
+    from reward_server.server import AddressInUse, serve
 
     try:
         asyncio.run(serve(config))
@@ -103,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         for problem in exc.problems:
             print(f"reward-server: {problem}", file=sys.stderr)
         return 2
-    except (ConfigError, ModelLoadError) as exc:  # the configuration (a model it names) is refused
+    except (ConfigError, ModelLoadError, AddressInUse) as exc:  # the configuration (a model, the port) is refused
         print(f"reward-server: {exc}", file=sys.stderr)
         return 2
     except (OSError, AuthConfigError) as exc:

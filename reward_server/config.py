@@ -42,6 +42,9 @@ class ServerConfig:
     math_timeout_s: float = WorkerSettings.math_timeout_s
     #: Seconds in-flight calls get to finish on shutdown.
     grace_s: float = 30.0
+    #: Let several processes listen on the same port (SO_REUSEPORT). Off: a second server on a port in use
+    #: exits with code 2 instead of silently sharing the port (and its callers) with the first.
+    reuse_port: bool = False
     #: Serve gRPC server reflection (buf curl / grpcurl without a .proto).
     reflection: bool = True
     #: Logging level name.

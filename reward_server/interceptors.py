@@ -19,6 +19,7 @@ import grpc
 from reward_server import metrics
 from reward_server.auth import Authenticator
 from reward_server.errors import ResourceExhausted
+from reward_server.reporting import RepeatLimiter
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,27 @@ def pushback(exc: ResourceExhausted) -> tuple[tuple[str, str], ...]:
     """Trailing metadata telling a retrying client when to try again, or (-1) not to."""
     millis = -1 if exc.retry_after_s is None else max(1, round(exc.retry_after_s * 1000))
     return ((PUSHBACK_KEY, str(millis)),)
+
+
+#: Status codes that mean the call was refused (the caller's doing, or its limits): logged, sampled.
+REFUSED = frozenset(
+    {
+        grpc.StatusCode.INVALID_ARGUMENT,
+        grpc.StatusCode.FAILED_PRECONDITION,
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        grpc.StatusCode.UNAUTHENTICATED,
+    }
+)
+#: One line per team and status code every few seconds: a flood of bad calls cannot fill the disk.
+_refusals = RepeatLimiter(window_s=10.0)
+
+
+def log_refused(method: str, team: str, code: grpc.StatusCode, reason: str) -> None:
+    """Log a refused call with the team and the reason, sampled per (team, code); never the token."""
+    admitted, held_back = _refusals.admit((team, code), 1)
+    if admitted:
+        more = f" (and {held_back} more refused like it since the last such line)" if held_back else ""
+        log.warning("refused %s for team %s: %s: %s%s", method, team, code.name, reason[:300], more)
 
 
 def _bearer(metadata: Any) -> str | None:
@@ -76,6 +98,8 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
         #: Unary calls being handled; streams (health Watch) are not counted, so a drain
         #: on shutdown waits for scoring work, not for watchers that never end.
         self.in_flight = 0
+        #: Unary calls answered so far (a drain reports how many it let finish).
+        self.finished = 0
         self._idle = asyncio.Event()
         self._idle.set()
 
@@ -103,7 +127,7 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
             if team is None:
                 # Never log the token itself, only that one was (or was not) sent.
                 reason = "invalid bearer token" if token else "missing 'authorization: Bearer <token>' metadata"
-                log.warning("refused %s: %s", method, reason)
+                log_refused(method, "-", grpc.StatusCode.UNAUTHENTICATED, reason)
                 metrics.REQUESTS.labels(method, grpc.StatusCode.UNAUTHENTICATED.name, "-").inc()
                 return _refuse(handler, grpc.StatusCode.UNAUTHENTICATED, reason)
         if not handler.unary_unary:
@@ -144,9 +168,12 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
                     team.limiter.release()
                 metrics.IN_FLIGHT.labels(team_name).dec()
                 self.in_flight -= 1
+                self.finished += 1
                 if not self.in_flight:
                     self._idle.set()
                 code = context.code() or code
+                if code in REFUSED:
+                    log_refused(method, team_name, code, context.details() or "")
                 metrics.REQUESTS.labels(method, code.name, team_name).inc()
                 metrics.LATENCY.labels(method).observe(time.perf_counter() - start)
 

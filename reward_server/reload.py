@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from reward_server.plugins import Catalogue, PluginError, is_file_spec, load_catalogue
+from reward_server.reporting import used_within
 
 if TYPE_CHECKING:
     from reward_server.scoring import Scorer
@@ -27,6 +28,8 @@ log = logging.getLogger(__name__)
 
 #: How often ``--reload-on-change`` looks at the source files, in seconds.
 WATCH_POLL_S = 0.5
+#: A reload that removes a reward scored within this many seconds warns: some trainer is probably still using it.
+RECENT_USE_S = 600.0
 
 
 class Reloader:
@@ -82,15 +85,28 @@ class Reloader:
                 raise
             self._refused(why, before, [f"the new workers could not serve it: {type(exc).__name__}: {exc}"])
             return False
+        old_names = set(server.catalogue.names)
         retired = server.use(catalogue, executor)
         self.done += 1
+        added, removed = sorted(set(catalogue.names) - old_names), sorted(old_names - set(catalogue.names))
         log.info(
-            "reloaded reward code (%s): catalogue %s -> %s; plugin rewards: %s",
+            "reloaded reward code (%s): catalogue %s -> %s; plugin rewards: %s; added: %s; removed: %s",
             why,
             before,
             catalogue.registry.version,
             ", ".join(sorted(catalogue.names)) or "none",
+            ", ".join(added) or "none",
+            ", ".join(removed) or "none",
         )
+        in_use = [name for name in removed if used_within(name, RECENT_USE_S)]
+        if in_use:
+            log.warning(
+                "reload (%s) removed reward(s) that calls used in the last %.0f minutes: %s; "
+                "their callers now get INVALID_ARGUMENT (unknown reward)",
+                why,
+                RECENT_USE_S / 60,
+                ", ".join(in_use),
+            )
         task = asyncio.get_running_loop().create_task(self._retire(retired))
         self._retiring.add(task)
         task.add_done_callback(self._retiring.discard)

@@ -63,11 +63,21 @@ class RepeatLimiter:
 
 
 _limiter = RepeatLimiter()
+#: Reward name → when a request last scored it (monotonic): a reload that removes a reward in use warns.
+_last_used: dict[str, float] = {}
+
+
+def used_within(name: str, seconds: float) -> bool:
+    """True when a request scored reward ``name`` in the last ``seconds``."""
+    last = _last_used.get(name)
+    return last is not None and time.monotonic() - last <= seconds
 
 
 def report_outcomes(outcomes: Sequence[RewardOutcome], n_samples: int, request_id: str = "") -> None:
     """Count a scored request in the metrics and log the failures it carried (rate-limited)."""
+    now = time.monotonic()
     for outcome in outcomes:
+        _last_used[outcome.name] = now
         metrics.REWARD_SECONDS.labels(outcome.name).observe(outcome.elapsed_ms / 1000)
         metrics.SAMPLES.labels(outcome.name).inc(n_samples)
         counts = outcome.counts()

@@ -7,6 +7,7 @@ import dataclasses
 import logging
 import multiprocessing as mp
 import signal
+import socket
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 
@@ -28,6 +29,33 @@ from reward_server.scoring import Scorer
 from reward_server.servicer import RewardServicer, add_to_server
 
 log = logging.getLogger(__name__)
+
+
+class AddressInUse(OSError):
+    """The address cannot be bound (another program, or another reward-server, listens there)."""
+
+
+def probe_bind(host: str, port: int) -> None:
+    """Raise :class:`AddressInUse` when ``host:port`` cannot be bound, before gRPC tries (and logs its own lines).
+
+    Binds as gRPC does (SO_REUSEADDR, no SO_REUSEPORT) and lets go at once.
+    """
+    if port == 0:
+        return
+    try:
+        infos = socket.getaddrinfo(host.strip("[]"), port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise AddressInUse(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    for family, kind, proto, _, sockaddr in infos:
+        with socket.socket(family, kind, proto) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind(sockaddr)
+            except OSError as exc:
+                raise AddressInUse(
+                    f"cannot listen on {host}:{port}: {exc.strerror} (another program, or another reward-server, "
+                    "listens there; pick another --port)"
+                ) from None
 
 
 def make_executor(
@@ -118,6 +146,9 @@ class RewardServer:
                 # adds get traffic from trainers already running. Calls in flight get the grace period.
                 ("grpc.max_connection_age_ms", int(config.max_connection_age_s * 1000)),
                 ("grpc.max_connection_age_grace_ms", int(config.grace_s * 1000)),
+                # gRPC sets SO_REUSEPORT by default: a second server would start and silently share the
+                # port (and the callers) with the first, possibly serving other reward code.
+                ("grpc.so_reuseport", 1 if config.reuse_port else 0),
             ],
         )
         self.servicer = RewardServicer(self.scorer, registry, on_broken_pool=self._replace_pool)
@@ -149,21 +180,34 @@ class RewardServer:
         self.servicer.scorer, self.servicer.registry = self.scorer, catalogue.registry
         return old
 
+    def _bind(self) -> None:
+        """Claim the address first, before any model or worker starts, so that a port in use fails in a moment.
+
+        Binding does not accept calls yet: gRPC listens once the server starts, after models and workers.
+        """
+        credentials = server_credentials(self.config)
+        address = self.config.address
+        if not self.config.reuse_port:
+            probe_bind(self.config.host, self.config.port)
+        try:
+            if credentials is None:
+                self.port = self.server.add_insecure_port(address)
+            else:
+                self.port = self.server.add_secure_port(address, credentials)
+        except RuntimeError as exc:  # grpcio raises "Failed to bind to address ..."
+            raise AddressInUse(f"cannot listen on {address}: address in use or not available ({exc})") from None
+        if not self.port:
+            raise AddressInUse(f"cannot listen on {address}: address in use or not available")
+
     async def start(self) -> str:
         try:
-            # Models load before the port opens: a server that cannot score a reward it enables never listens.
+            self._bind()
+            # Models load before the server starts: a server that cannot score a reward it enables never listens.
             self.models = await load_model_rewards(self.config, self.registry)
         except BaseException:
             self.executor.shutdown(wait=False, cancel_futures=True)
             raise
         await warm_up(self.executor, self.config.workers, expect=self.catalogue.versions())
-        credentials = server_credentials(self.config)
-        if credentials is None:
-            self.port = self.server.add_insecure_port(self.config.address)
-        else:
-            self.port = self.server.add_secure_port(self.config.address, credentials)
-        if not self.port:
-            raise OSError(f"cannot listen on {self.config.address}")
         await self.server.start()
         if self.config.metrics_port is not None:
             metrics.METRICS.register(metrics.ModelCollector(self.models.stats))
@@ -177,9 +221,20 @@ class RewardServer:
         await self.health.enter_graceful_shutdown()
         # stop() refuses new calls at once; in-flight unary calls get the grace period. Health
         # Watch streams never end by themselves, so they are cancelled once the calls are done.
+        in_flight, finished = self.interceptor.in_flight, self.interceptor.finished
         stopping = asyncio.ensure_future(self.server.stop(self.config.grace_s))
-        if not await self.interceptor.drained(self.config.grace_s):
-            log.warning("grace period of %.0f s over with calls still in flight", self.config.grace_s)
+        drained = await self.interceptor.drained(self.config.grace_s)
+        let_finish = self.interceptor.finished - finished
+        if drained:
+            log.info("drained: let %d of %d call(s) in flight finish", let_finish, in_flight)
+        else:
+            log.warning(
+                "grace period of %.0f s over: let %d of %d call(s) finish, %d still in flight are cut off",
+                self.config.grace_s,
+                let_finish,
+                in_flight,
+                self.interceptor.in_flight,
+            )
         await self.server.stop(None)
         await stopping
         await self.reloader.close()
@@ -196,6 +251,10 @@ async def serve(config: ServerConfig) -> None:
     scheme = "mTLS" if config.tls_client_ca_file else "TLS" if config.tls_cert_file else "plaintext"
     auth = f"auth: {config.auth_file}" if config.auth_file else "no auth"
     print(f"reward-server listening on {address} ({scheme}, {auth})", flush=True)
+    if server.catalogue.names:
+        plugins = server.catalogue.registry
+        loaded = ", ".join(f"{n} ({plugins.get(n).source})" for n in sorted(server.catalogue.names))
+        print(f"reward-server plugin rewards: {loaded}", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -118,14 +118,24 @@ def test_sigterm_drains_in_flight_work_and_exits_zero(tmp_path) -> None:
         time.sleep(1.0)
         assert caller.is_alive(), f"the request ended before SIGTERM: {outcome}"
         server.process.send_signal(signal.SIGTERM)
+        time.sleep(0.5)
+        # What a new client sees during the drain: its health check is refused (the README says so).
+        fresh = health_pb2_grpc.HealthStub(grpc.insecure_channel(server.address))
+        with pytest.raises(grpc.RpcError) as refused:
+            fresh.Check(health_pb2.HealthCheckRequest(service="reward.v1.RewardService"), timeout=5)
+        assert refused.value.code() == grpc.StatusCode.UNAVAILABLE, refused.value
         caller.join(300)
         assert "error" not in outcome, outcome.get("error")
-        scores = list(outcome["response"].results[0].scores)
+        result = outcome["response"].results[0]
+        scores = list(result.scores)
         assert all(math.isnan(x) for x in scores[:3]) and scores[3] == 0.0
+        assert [(n.sample_index, n.kind) for n in result.notes] == [(i, pb.NOTE_KIND_TIME_LIMIT) for i in range(3)]
+        assert (result.counts.scored, result.counts.time_limit) == (1, 3)
         assert server.process.wait(120) == 0
         watcher.join(30)
         assert statuses[0] == health_pb2.HealthCheckResponse.SERVING
         assert health_pb2.HealthCheckResponse.NOT_SERVING in statuses
+        assert "drained: let 1 of 1 call(s) in flight finish" in server.log()
     finally:
         stop_server(server)
 
