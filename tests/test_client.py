@@ -125,12 +125,25 @@ def test_unreachable_service_raises_unavailable_after_the_retries() -> None:
         client.health(deadline_s=2)
 
 
-def test_round_robin_skips_a_dead_replica(server) -> None:
-    host, port = server.address.rsplit(":", 1)
-    client = RewardClient([f"{host}:{port}", f"127.0.0.1:{free_port()}"], deadline_s=10)
-    assert client.target.startswith("ipv4:")
-    results = [client.score(SAMPLES, ["correctness_reward_func"])["correctness_reward_func"] for _ in range(10)]
-    assert results == [[2.0, 0.0, 0.0]] * 10
+def test_round_robin_skips_a_dead_replica(server, tmp_path) -> None:
+    # The dead replica is listed first (pick_first would fail on it or stay on the next one); every call must
+    # reach a live one, and round robin must use both live ones, as their own logs show.
+    other = start_server(tmp_path, "--workers", "0")
+    try:
+        logged_before = server.log().count("Score request_id=")
+        client = RewardClient([f"127.0.0.1:{free_port()}", server.address, other.address], deadline_s=10)
+        assert client.target.startswith("ipv4:")
+        results: list[list[float]] = []
+
+        def calls() -> tuple[int, int]:
+            return server.log().count("Score request_id=") - logged_before, other.log().count("Score request_id=")
+
+        while len(results) < 50 and min(calls()) == 0:  # until round robin has used both
+            results.append(client.score(SAMPLES, ["correctness_reward_func"])["correctness_reward_func"])
+        assert results == [[2.0, 0.0, 0.0]] * len(results)
+        assert min(calls()) >= 1 and sum(calls()) == len(results), calls()
+    finally:
+        stop_server(other)
 
 
 def test_a_replica_killed_between_calls_is_left_out(server, tmp_path) -> None:
