@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import random
 import re
+import shutil
 import sys
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
@@ -167,10 +168,32 @@ def test_each_model_is_listed_with_its_id_revision_device_and_dtype(server, mode
         info = listed[name]
         assert info.available and info.requires_model and not info.unavailable_reason
         assert (info.model_id, info.device, info.dtype) == (str(path), "cpu", "float32")
-        assert info.model_revision == directory_hash(path)  # a local directory: its content hash
+        assert info.model_revision == directory_hash(path)  # a local directory: its content hash (tested below)
         names = {p.name for p in info.params}
         assert names == {"label", "output", "normalize", "mean", "std", "max_length", "truncation_side"}
+    assert len({listed[name].model_revision for name in model_dirs}) == len(model_dirs)  # three models, three hashes
     assert "loaded model" in server.log() and "for reward qwen2" in server.log()
+
+
+def test_a_local_models_revision_follows_its_bytes_and_names(model_dirs, tmp_path) -> None:
+    original = model_dirs["bert"]
+    revision = directory_hash(original)
+    assert len(revision) == 16 and int(revision, 16) >= 0
+    copy = shutil.copytree(original, tmp_path / "copy")
+    assert directory_hash(copy) == revision  # the content, not the place
+    (copy / ".git").mkdir()
+    (copy / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
+    assert directory_hash(copy) == revision  # a checkout's .git is not the model
+    weights = copy / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[len(data) // 2] ^= 1  # one bit of one weight
+    weights.write_bytes(bytes(data))
+    assert directory_hash(copy) != revision
+    data[len(data) // 2] ^= 1
+    weights.write_bytes(bytes(data))
+    assert directory_hash(copy) == revision
+    (copy / "config.json").rename(copy / "config-old.json")  # same bytes under another name
+    assert directory_hash(copy) != revision
 
 
 def test_plain_samples_score_what_trl_computes(server, trl) -> None:
