@@ -60,9 +60,18 @@ def log_refused(method: str, team: str, code: grpc.StatusCode, reason: str) -> N
 
 
 def _bearer(metadata: Any) -> str | None:
-    for key, value in metadata or ():
-        if key == "authorization" and isinstance(value, str) and value.startswith("Bearer "):
-            return value[len("Bearer ") :].strip()
+    return bearer_token(_metadata_value(metadata, "authorization"))
+
+
+def bearer_token(authorization: str | None) -> str | None:
+    """The token of an ``authorization: Bearer <token>`` value (gRPC metadata or HTTP header), or None.
+
+    Example:
+        >>> bearer_token("Bearer abc "), bearer_token("Basic abc"), bearer_token(None)
+        ('abc', None, None)
+    """
+    if authorization and authorization.startswith("Bearer "):
+        return authorization[len("Bearer ") :].strip()
     return None
 
 
@@ -111,6 +120,19 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
             return False
         return True
 
+    def call_started(self, team_name: str) -> None:
+        """Count a unary call in flight: every transport's calls, so that one drain on shutdown waits for all."""
+        metrics.IN_FLIGHT.labels(team_name).inc()
+        self.in_flight += 1
+        self._idle.clear()
+
+    def call_ended(self, team_name: str) -> None:
+        metrics.IN_FLIGHT.labels(team_name).dec()
+        self.in_flight -= 1
+        self.finished += 1
+        if not self.in_flight:
+            self._idle.set()
+
     async def intercept_service(
         self,
         continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
@@ -128,7 +150,7 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
                 # Never log the token itself, only that one was (or was not) sent.
                 reason = "invalid bearer token" if token else "missing 'authorization: Bearer <token>' metadata"
                 log_refused(method, "-", grpc.StatusCode.UNAUTHENTICATED, reason)
-                metrics.REQUESTS.labels(method, grpc.StatusCode.UNAUTHENTICATED.name, "-").inc()
+                metrics.REQUESTS.labels(method, grpc.StatusCode.UNAUTHENTICATED.name, "-", "grpc").inc()
                 return _refuse(handler, grpc.StatusCode.UNAUTHENTICATED, reason)
         if not handler.unary_unary:
             return handler
@@ -148,9 +170,7 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
             start = time.perf_counter()
             code = grpc.StatusCode.OK
             admitted = False
-            metrics.IN_FLIGHT.labels(team_name).inc()
-            self.in_flight += 1
-            self._idle.clear()
+            self.call_started(team_name)
             try:
                 if team is not None:
                     try:
@@ -166,15 +186,11 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
             finally:
                 if admitted:
                     team.limiter.release()
-                metrics.IN_FLIGHT.labels(team_name).dec()
-                self.in_flight -= 1
-                self.finished += 1
-                if not self.in_flight:
-                    self._idle.set()
+                self.call_ended(team_name)
                 code = context.code() or code
                 if code in REFUSED:
                     log_refused(method, team_name, code, context.details() or "")
-                metrics.REQUESTS.labels(method, code.name, team_name).inc()
-                metrics.LATENCY.labels(method).observe(time.perf_counter() - start)
+                metrics.REQUESTS.labels(method, code.name, team_name, "grpc").inc()
+                metrics.LATENCY.labels(method, "grpc").observe(time.perf_counter() - start)
 
         return wrapper

@@ -13,12 +13,15 @@ from reward_server.models.stats import BatcherStats
 METRICS = CollectorRegistry()
 
 REQUESTS = Counter(
-    "reward_requests", "RPCs answered, by method, status code and team.", ["method", "code", "team"], registry=METRICS
+    "reward_requests",
+    "Calls answered, by method (gRPC method or HTTP route), status code (gRPC's name), team and transport.",
+    ["method", "code", "team", "transport"],
+    registry=METRICS,
 )
 LATENCY = Histogram(
     "reward_request_seconds",
-    "RPC latency on the server, by method.",
-    ["method"],
+    "Call latency on the server, by method and transport (grpc or http).",
+    ["method", "transport"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
     registry=METRICS,
 )

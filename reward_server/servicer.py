@@ -1,6 +1,8 @@
 """gRPC transport for ``reward.v1.RewardService``: protobuf in, scoring engine, protobuf out.
 
-All mapping of domain errors to status codes happens here, in :data:`STATUS_OF`.
+All mapping of domain errors to status codes happens here, in :data:`STATUS_OF` (domain error → gRPC code) and
+:data:`HTTP_STATUS` (gRPC code → HTTP status, for the HTTP transport). :func:`score_message` is the one scoring API
+of both transports: a ``ScoreRequest`` in, a ``ScoreResponse`` out, every check on the way.
 """
 
 from __future__ import annotations
@@ -42,6 +44,27 @@ STATUS_OF: dict[type[RewardServiceError], grpc.StatusCode] = {
     Unavailable: grpc.StatusCode.UNAVAILABLE,
 }
 
+#: gRPC code → HTTP status, as the Connect protocol maps them (connectrpc.com/docs/protocol#error-codes); the HTTP
+#: transport answers every refusal through this table, so both transports agree on what an error is.
+HTTP_STATUS: dict[grpc.StatusCode, int] = {
+    grpc.StatusCode.CANCELLED: 499,
+    grpc.StatusCode.UNKNOWN: 500,
+    grpc.StatusCode.INVALID_ARGUMENT: 400,
+    grpc.StatusCode.DEADLINE_EXCEEDED: 504,
+    grpc.StatusCode.NOT_FOUND: 404,
+    grpc.StatusCode.ALREADY_EXISTS: 409,
+    grpc.StatusCode.PERMISSION_DENIED: 403,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: 429,
+    grpc.StatusCode.FAILED_PRECONDITION: 400,
+    grpc.StatusCode.ABORTED: 409,
+    grpc.StatusCode.OUT_OF_RANGE: 400,
+    grpc.StatusCode.UNIMPLEMENTED: 501,
+    grpc.StatusCode.INTERNAL: 500,
+    grpc.StatusCode.UNAVAILABLE: 503,
+    grpc.StatusCode.DATA_LOSS: 500,
+    grpc.StatusCode.UNAUTHENTICATED: 401,
+}
+
 _PARAM_TYPE = {
     str: reward_pb2.PARAM_TYPE_STRING,
     float: reward_pb2.PARAM_TYPE_NUMBER,
@@ -75,7 +98,7 @@ def _tolerant(message_class: Any) -> Callable[[bytes], Any]:
     return deserialize
 
 
-def _status_for(exc: RewardServiceError) -> grpc.StatusCode:
+def status_for(exc: RewardServiceError) -> grpc.StatusCode:
     for cls in type(exc).__mro__:
         if cls in STATUS_OF:
             return STATUS_OF[cls]
@@ -96,7 +119,7 @@ def handles_errors(
         except RewardServiceError as exc:
             if isinstance(exc, ResourceExhausted):
                 context.set_trailing_metadata(pushback(exc))
-            await context.abort(_status_for(exc), str(exc))
+            await context.abort(status_for(exc), str(exc))
         except BrokenProcessPool:
             log.error("a scoring worker died; restarting the pool")
             self.on_broken_pool()
@@ -117,63 +140,77 @@ class RewardServicer(reward_pb2_grpc.RewardServiceServicer):
     async def Score(
         self, request: reward_pb2.ScoreRequest, context: grpc.aio.ServicerContext
     ) -> reward_pb2.ScoreResponse:
-        start = time.perf_counter()
         # One scorer for the whole call: a reload swaps self.scorer (registry and pool together) between calls.
-        scorer = self.scorer
-        check_sizes(request, scorer.limits)
-        check_shapes(request)
-        # The interceptor has chosen the id (the request's own, x-request-id metadata, or a new one).
-        request_id = REQUEST_ID.get()
-        calls = [
-            RewardCall(spec.name, spec.weight if spec.HasField("weight") else None, _params(spec.params))
-            for spec in request.rewards
-        ]
-        samples = RequestSamples(request.samples)
-        catalogue_version = scorer.registry.version  # the catalogue that scores this request
-        outcomes, total = await scorer.score(samples, calls)
-        completions = samples.completions
-        report_outcomes(outcomes, len(completions), request_id)
-        elapsed_ms = (time.perf_counter() - start) * 1000
-        log.info(
-            "Score request_id=%s samples=%d rewards=%s %.1f ms",
-            request_id,
-            len(completions),
-            ",".join(o.name for o in outcomes),
-            elapsed_ms,
-        )
-        return reward_pb2.ScoreResponse(
-            results=[
-                reward_pb2.RewardScores(
-                    name=o.name,
-                    scores=o.scores,
-                    weight=o.weight,
-                    notes=[
-                        reward_pb2.ScoreNote(sample_index=i, reason=note.reason, kind=int(note.kind))
-                        for i, note in sorted(o.notes.items())
-                    ],
-                    elapsed_ms=o.elapsed_ms,
-                    extra_columns=[reward_pb2.ExtraColumn(name=k, values=v) for k, v in o.extras.items()],
-                    counts=reward_pb2.OutcomeCounts(**o.counts()),
-                )
-                for o in outcomes
-            ],
-            total=total,
-            request_id=request_id,
-            server_version=__version__,
-            elapsed_ms=elapsed_ms,
-            catalogue_version=catalogue_version,
-        )
+        return await score_message(self.scorer, request)
 
     @handles_errors
     async def ListRewards(
         self, request: reward_pb2.ListRewardsRequest, context: grpc.aio.ServicerContext
     ) -> reward_pb2.ListRewardsResponse:
-        registry = self.scorer.registry
-        return reward_pb2.ListRewardsResponse(
-            rewards=[_info(registry, r) for r in registry],
-            server_version=__version__,
-            catalogue_version=registry.version,
-        )
+        return list_rewards(self.scorer.registry)
+
+
+async def score_message(
+    scorer: Scorer, request: reward_pb2.ScoreRequest, transport: str = "grpc"
+) -> reward_pb2.ScoreResponse:
+    """Check and score one ``ScoreRequest`` with ``scorer``: the scoring API of every transport.
+
+    Raises the domain errors of ``errors`` (mapped to a status by :func:`status_for` and :data:`HTTP_STATUS`).
+    """
+    start = time.perf_counter()
+    check_sizes(request, scorer.limits)
+    check_shapes(request)
+    # The transport has chosen the id (the request's own, x-request-id metadata or header, or a new one).
+    request_id = REQUEST_ID.get()
+    calls = [
+        RewardCall(spec.name, spec.weight if spec.HasField("weight") else None, _params(spec.params))
+        for spec in request.rewards
+    ]
+    samples = RequestSamples(request.samples)
+    catalogue_version = scorer.registry.version  # the catalogue that scores this request
+    outcomes, total = await scorer.score(samples, calls)
+    completions = samples.completions
+    report_outcomes(outcomes, len(completions), request_id)
+    elapsed_ms = (time.perf_counter() - start) * 1000
+    log.info(
+        "Score request_id=%s samples=%d rewards=%s transport=%s %.1f ms",
+        request_id,
+        len(completions),
+        ",".join(o.name for o in outcomes),
+        transport,
+        elapsed_ms,
+    )
+    return reward_pb2.ScoreResponse(
+        results=[
+            reward_pb2.RewardScores(
+                name=o.name,
+                scores=o.scores,
+                weight=o.weight,
+                notes=[
+                    reward_pb2.ScoreNote(sample_index=i, reason=note.reason, kind=int(note.kind))
+                    for i, note in sorted(o.notes.items())
+                ],
+                elapsed_ms=o.elapsed_ms,
+                extra_columns=[reward_pb2.ExtraColumn(name=k, values=v) for k, v in o.extras.items()],
+                counts=reward_pb2.OutcomeCounts(**o.counts()),
+            )
+            for o in outcomes
+        ],
+        total=total,
+        request_id=request_id,
+        server_version=__version__,
+        elapsed_ms=elapsed_ms,
+        catalogue_version=catalogue_version,
+    )
+
+
+def list_rewards(registry: Registry) -> reward_pb2.ListRewardsResponse:
+    """The catalogue as ``ListRewards`` answers it (both transports)."""
+    return reward_pb2.ListRewardsResponse(
+        rewards=[_info(registry, r) for r in registry],
+        server_version=__version__,
+        catalogue_version=registry.version,
+    )
 
 
 def _info(registry: Registry, reward: Reward) -> reward_pb2.RewardInfo:

@@ -81,9 +81,9 @@ def test_metrics_endpoint(ops_server) -> None:
         if f'code="INVALID_ARGUMENT",{score}' in page or time.monotonic() > deadline:
             break
         time.sleep(0.05)
-    assert f'reward_requests_total{{code="OK",{score},team="-"}}' in page
-    assert f'reward_requests_total{{code="INVALID_ARGUMENT",{score},team="-"}}' in page
-    assert f'reward_request_seconds_bucket{{le="0.005",{score}}}' in page
+    assert f'reward_requests_total{{code="OK",{score},team="-",transport="grpc"}}' in page
+    assert f'reward_requests_total{{code="INVALID_ARGUMENT",{score},team="-",transport="grpc"}}' in page
+    assert f'reward_request_seconds_bucket{{le="0.005",{score},transport="grpc"}}' in page
     assert 'reward_compute_seconds_count{reward="xml_correctness"}' in page
     samples = next(
         float(x.split()[-1])
