@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from reward_server.models.base import BatchSettings
+from reward_server.models.settings import BatchSettings
 from reward_server.models.spec import RewardModelSpec
 from reward_server.settings import CodeSettings, Limits, WorkerSettings
 

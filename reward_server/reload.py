@@ -15,14 +15,30 @@ import asyncio
 import logging
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from reward_server.plugins import Catalogue, PluginError, is_file_spec, load_catalogue
+from reward_server.pool import make_executor, warm_up
 from reward_server.reporting import used_within
 
 if TYPE_CHECKING:
+    from concurrent.futures import Executor
+
+    from reward_server.cancellation import CancelBoard
+    from reward_server.config import ServerConfig
     from reward_server.scoring import Scorer
-    from reward_server.server import RewardServer
+
+
+class Reloadable(Protocol):
+    """What a reload needs of the server (the server satisfies it; the reloader never imports the server)."""
+
+    config: ServerConfig
+    scorer: Scorer
+    catalogue: Catalogue
+    cancel_board: CancelBoard
+
+    def use(self, catalogue: Catalogue, executor: Executor) -> Scorer: ...
+
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +51,7 @@ RECENT_USE_S = 600.0
 class Reloader:
     """Runs one reload at a time for a server; a request during a reload runs another one after it."""
 
-    def __init__(self, server: RewardServer) -> None:
+    def __init__(self, server: Reloadable) -> None:
         self.server = server
         self._running: asyncio.Task | None = None
         self._again: str | None = None
@@ -60,8 +76,6 @@ class Reloader:
 
     async def reload(self, why: str) -> bool:
         """Load the sources again and switch to them once a warm pool serves them; False if refused."""
-        from reward_server.server import make_executor, warm_up
-
         server, config = self.server, self.server.config
         before = server.scorer.registry.version
         try:

@@ -27,9 +27,9 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from reward_server.errors import ResourceExhausted, Unavailable
-from reward_server.models.base import BatchSettings
 from reward_server.models.loading import Classifier, Encoding, Logits, PassOutOfMemory, Truncation
 from reward_server.models.lru import LRUCache
+from reward_server.models.settings import BatchSettings
 from reward_server.models.stats import BatcherStats
 
 log = logging.getLogger(__name__)

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from reward_server.models.base import ModelLoadError
+from reward_server.models.settings import ModelLoadError
 
 #: Per text: the tokenizer's model inputs (input_ids, attention_mask, ...) as int64 numpy arrays.
 Encoding = dict[str, Any]

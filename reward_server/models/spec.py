@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from reward_server.models.base import BatchSettings
+from reward_server.models.settings import BatchSettings
 
 #: Precisions a model may run in; ``auto`` = float32 on a CPU, the checkpoint's half precision (or fp16) on a GPU.
 DTYPES = ("auto", "float32", "float16", "bfloat16")
