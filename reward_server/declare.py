@@ -149,6 +149,7 @@ def sample_reward(
     alias: str | Sequence[str] = (),
     reads: Sequence[str] = (),
     check: Callable[..., None] | None = None,
+    check_fields: Mapping[str, Callable[[Any], None]] | None = None,
     **field_params: str,
 ) -> Callable:
     """Register ``fn(completion, *field_values, **params) -> float | None | SampleScore`` as reward ``name``.
@@ -160,8 +161,14 @@ def sample_reward(
     typed). None means "does not apply" (NaN on the wire, TRL's None). A sample whose function
     raises scores NaN, with the exception as its note. ``check(**params)`` raises ValueError for
     param values the reward cannot use: the request is refused before anything runs.
+    ``check_fields`` maps a field param to ``check(value)``, which raises ValueError for a sample
+    value the reward cannot read: the request is refused up front, naming the sample.
     """
     wanted = _check_reads(name, reads)
+    field_checks = tuple((check_fields or {}).items())
+    unknown = {param for param, _ in field_checks} - set(field_params)
+    if unknown:
+        raise ValueError(f"reward {name}: check_fields names {sorted(unknown)}, which are not its field params")
 
     def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
         def score_batch(batch: Batch, **params: ParamValue) -> BatchResult:
@@ -196,7 +203,17 @@ def sample_reward(
                         result.notes[i] = error_note(exc, fn)
             return result
 
-        _register(fn, name, alias, field_params, score_batch=score_batch, split="sample", reads=wanted, check=check)
+        _register(
+            fn,
+            name,
+            alias,
+            field_params,
+            score_batch=score_batch,
+            split="sample",
+            reads=wanted,
+            check=check,
+            field_checks=field_checks,
+        )
         return fn
 
     return decorate

@@ -135,6 +135,9 @@ class Reward:
     #: True for TRL functions: TRL passes one prompt shape (plain or chat) per batch, so a request that
     #: mixes them is refused up front instead of failing every sample.
     one_prompt_shape: bool = False
+    #: ``(field param name, check(value))`` pairs: ``check`` raises ValueError for a sample's value of that field the
+    #: reward cannot read (a malformed test column); the request is refused up front with INVALID_ARGUMENT.
+    field_checks: tuple[tuple[str, Callable[[Any], None]], ...] = ()
 
     @property
     def param_map(self) -> dict[str, Param]:

@@ -15,7 +15,7 @@ import dataclasses
 import logging
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -176,6 +176,12 @@ class Scorer:
                     raise InvalidArgument(
                         f"samples[{missing}] has no field {field_name!r}, which reward {reward.name!r} reads"
                     )
+            for param_name, check_value in reward.field_checks:
+                field_name = str(params[param_name])
+                key = f"{field_name}\0{id(check_value)}"  # two rewards sharing a check run it once
+                if key not in checked:
+                    checked.add(key)
+                    _check_values(reward.name, field_name, check_value, fields)
             if reward.one_prompt_shape and "prompt shape" not in checked:
                 checked.add("prompt shape")
                 why = mixed_shapes(samples.prompts)
@@ -289,6 +295,23 @@ class Scorer:
         log.debug("reward %s: %d samples in %.1f ms", reward.name, n, elapsed_ms)
         notes = {i: as_note(note) for i, note in result.notes.items()}
         return RewardOutcome(reward.name, job.weight, result.scores, notes, elapsed_ms, result.extras)
+
+
+def _check_values(
+    reward: str, field_name: str, check: Callable[[Any], None], fields: Sequence[Mapping[str, Any]]
+) -> None:
+    """Run a reward's check of one field over every sample (each distinct text once: a GRPO group repeats it)."""
+    seen: set[str] = set()
+    for i, sample in enumerate(fields):
+        value = sample[field_name]
+        if isinstance(value, str):
+            if value in seen:
+                continue
+            seen.add(value)
+        try:
+            check(value)
+        except ValueError as exc:
+            raise InvalidArgument(f"samples[{i}] field {field_name!r}, read by reward {reward!r}: {exc}") from None
 
 
 def typed_columns(fields: Sequence[Mapping[str, Any]]) -> dict[str, list[Any]]:
