@@ -12,6 +12,7 @@ import grpc
 import pytest
 from conftest import run_module, start_server, stop_server
 from test_reward_models import TOLERANCE, plain, samples_of, score
+from test_sentiment import classify, label_of, make_samples
 
 from reward.v1 import reward_pb2 as pb
 from reward_server.models.synthetic import build_reward_model, build_sentiment_classifier
@@ -103,11 +104,18 @@ def test_sentiment_model_alone_enables_sentiment(oom_server, dirs) -> None:
         r for r in oom_server.stub().ListRewards(pb.ListRewardsRequest()).rewards if r.name == "sentiment_match"
     )
     assert info.available and info.model_id == str(dirs["sentiment"])
-    request = pb.ScoreRequest(
-        samples=[pb.Sample(completion="Das Hotel war schön.", fields={"answer": "Toll!"})],
-        rewards=[pb.RewardSpec(name="sentiment_match")],
-    )
-    assert len(oom_server.stub().Score(request, timeout=60).results[0].scores) == 1
+    samples = make_samples(7, 8)
+    request = pb.ScoreRequest(samples=samples, rewards=[pb.RewardSpec(name="sentiment_match")])
+    result = oom_server.stub().Score(request, timeout=60).results[0]
+    # The labels the transformers pipeline gives the same model in this process: 1 where they match.
+    from transformers import pipeline
+
+    pipe = pipeline("text-classification", model=str(dirs["sentiment"]), device="cpu")
+    labels = [label_of(c) for c in classify(pipe, [s.completion for s in samples])]
+    references = [label_of(c) for c in classify(pipe, [s.fields["answer"] for s in samples])]
+    expected = [1.0 if c == r else 0.0 for c, r in zip(labels, references, strict=True)]
+    assert set(expected) == {0.0, 1.0}  # both outcomes, so a constant cannot pass
+    assert list(result.scores) == expected and not result.notes
 
 
 @pytest.mark.parametrize(
