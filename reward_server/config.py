@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 
+from reward_server.judges.spec import JudgeSpec
 from reward_server.models.settings import BatchSettings
 from reward_server.models.spec import RewardModelSpec
 from reward_server.settings import CodeSettings, Limits, WorkerSettings
@@ -57,6 +58,9 @@ class ServerConfig:
     #: Reward models, each served as the reward called its name (flag --reward-model NAME=ID_OR_DIR, repeatable;
     #: flags add to the file's entries).
     reward_models: list[RewardModelSpec] = dataclasses.field(default_factory=list)
+    #: LLM judges, each served as the reward called its name (see README: LLM judges): name -> endpoint, model,
+    #: template, choices or number, ...; checked at start-up.
+    judges: dict[str, JudgeSpec] = dataclasses.field(default_factory=dict)
     #: Device of the models: auto (first GPU if any, else cpu), cpu, cuda or cuda:N.
     device: str = "auto"
     #: Per model: most texts per batch, gathered across concurrent requests.
@@ -166,6 +170,9 @@ class ServerConfig:
         twice = sorted({n for n in names if names.count(n) > 1})
         if twice:
             raise ConfigError(f"reward model {', '.join(twice)} given twice (reward_models / --reward-model)")
+        both = sorted(set(names) & set(self.judges))
+        if both:
+            raise ConfigError(f"{', '.join(both)} is both a reward model and a judge; rename one")
         if not is_loopback(self.host) and not self.auth_file and not self.allow_unauthenticated:
             raise ConfigError(
                 f"refusing to listen on {self.host} without auth: give --auth-file FILE (teams and token hashes), "
@@ -231,6 +238,8 @@ def _typed(key: str, value: Any, hint: Any) -> Any:
     """
     if typing.get_origin(hint) is list:
         return _typed_list(key, value, typing.get_args(hint)[0])
+    if typing.get_origin(hint) is dict:
+        return _typed_dict(key, value, typing.get_args(hint)[1])
     allowed = [t for t in (typing.get_args(hint) or (hint,)) if t is not type(None)]
     if value is None and len(allowed) < len(typing.get_args(hint) or (hint,)):
         return None
@@ -259,3 +268,15 @@ def _typed_list(key: str, value: Any, item: Any) -> list[Any]:
         except ValueError as exc:
             raise ConfigError(str(exc)) from exc
     return out
+
+
+def _typed_dict(key: str, value: Any, item: Any) -> dict[str, Any]:
+    """A ``name -> entry`` setting (judges): each entry built by ``item.from_mapping(name, entry)``."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ConfigError(f"setting {key!r} must be a mapping of name -> settings, got {value!r}")
+    try:
+        return {name: item.from_mapping(name, entry) for name, entry in value.items()}
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc

@@ -20,6 +20,7 @@ from reward_server.cancellation import CancelBoard
 from reward_server.config import ConfigError, ServerConfig
 from reward_server.healthcheck import REWARD_SERVICE
 from reward_server.interceptors import ServerInterceptor
+from reward_server.judges.startup import Judges, start_judges
 from reward_server.models.startup import LoadedModels, load_model_rewards
 from reward_server.plugins import Catalogue, load_catalogue
 from reward_server.pool import make_executor, warm_up
@@ -112,6 +113,7 @@ class RewardServer:
         self.port = 0
         self.metrics_port: int | None = None
         self.models = LoadedModels()
+        self.judges = Judges()
 
     def _replace_pool(self) -> None:
         old, self.executor = self.executor, make_executor(self.config, self.cancel_board, self.catalogue)
@@ -152,6 +154,7 @@ class RewardServer:
             self._bind()
             # Models load before the server starts: a server that cannot score a reward it enables never listens.
             self.models = await load_model_rewards(self.config, self.registry)
+            self.judges = await start_judges(self.config.judges, self.registry)
         except BaseException:
             self.executor.shutdown(wait=False, cancel_futures=True)
             raise
@@ -187,6 +190,7 @@ class RewardServer:
         await stopping
         await self.reloader.close()
         await self.models.close()
+        await self.judges.close()
         self.executor.shutdown(wait=True, cancel_futures=True)
 
 
