@@ -200,9 +200,23 @@ def load_source(source: Source) -> tuple[Source, list[Reward], list[str]]:
 
 def _owner(registry: Registry, key: str) -> str:
     other = next(r for r in registry if key == r.name or key in r.aliases)
+    alias = "" if key == other.name else " (as its alias)"
     if other.source == "built-in":
-        return f"the built-in reward {other.name!r}"
-    return f"{other.name!r} from {other.source}"
+        return f"the built-in reward {other.name!r}{alias}"
+    return f"{other.name!r} from {other.source}{alias}"
+
+
+def _clash(source: Source, reward: Reward, taken: str, registry: Registry) -> str:
+    """A name clash, with what to do about it: the server has no per-source prefix, so the hint is to rename.
+
+    TRL's docs name a function ``format_reward_func``, which is an alias of a built-in here; a function is served
+    under its ``__name__`` and a decorated reward under its declared name and aliases, so renaming is the fix.
+    """
+    fix = f"rename it (e.g. {'my_' + taken!r})" if reward.name == taken else "rename or drop that alias"
+    return (
+        f"{source.spec}: {reward.name}: the name {taken!r} is taken by {_owner(registry, taken)}; "
+        f"{fix}: names are global, there is no per-source prefix"
+    )
 
 
 def load_catalogue(
@@ -226,8 +240,7 @@ def load_catalogue(
         for reward in rewards:
             taken = next((key for key in (reward.name, *reward.aliases) if key in registry), None)
             if taken is not None:
-                owner = _owner(registry, taken)
-                problems.append(f"{source.spec}: {reward.name}: the name {taken!r} is taken by {owner}")
+                problems.append(_clash(source, reward, taken, registry))
                 continue
             registry.add(reward)
             names.add(reward.name)

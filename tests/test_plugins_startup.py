@@ -48,7 +48,7 @@ def test_a_name_that_clashes_with_a_built_in(tmp_path) -> None:
     )
     assert refused(tmp_path, path) == [
         f"reward-server: {path}: xml_tag_count: the name 'xml_tag_count' is taken by the built-in reward "
-        "'xml_tag_count'"
+        "'xml_tag_count'; rename it (e.g. 'my_xml_tag_count'): names are global, there is no per-source prefix"
     ]
 
 
@@ -66,20 +66,34 @@ def test_an_alias_that_clashes_with_a_built_in_alias(tmp_path) -> None:
     )
     assert refused(tmp_path, path) == [
         f"reward-server: {path}: my_count: the name 'xmlcount_reward_func' is taken by the built-in reward "
-        "'xml_tag_count'"
+        "'xml_tag_count' (as its alias); rename or drop that alias: names are global, there is no per-source prefix"
     ]
+
+
+def test_trls_docs_format_reward_func_clashes_with_an_alias_and_the_hint_says_rename(tmp_path) -> None:
+    # TRL's docs name their example format_reward_func; here that is an alias of a built-in reward (issue 18).
+    path = write(
+        tmp_path, "docs.py", "def format_reward_func(completions, **kwargs):\n    return [1.0] * len(completions)\n"
+    )
+    (line,) = refused(tmp_path, path)
+    assert line.startswith(f"reward-server: {path}: format_reward_func: the name 'format_reward_func' is taken by ")
+    assert line.endswith(
+        " (as its alias); rename it (e.g. 'my_format_reward_func'): names are global, there is no per-source prefix"
+    )
 
 
 def test_a_name_that_clashes_between_plugins(tmp_path) -> None:
     code = "def shared_name(completions, **kwargs):\n    return [1.0] * len(completions)\n"
     first, second = write(tmp_path, "a.py", code), write(tmp_path, "b.py", code)
     assert refused(tmp_path, first, second) == [
-        f"reward-server: {second}: shared_name: the name 'shared_name' is taken by 'shared_name' from {first}"
+        f"reward-server: {second}: shared_name: the name 'shared_name' is taken by 'shared_name' from {first}; "
+        "rename it (e.g. 'my_shared_name'): names are global, there is no per-source prefix"
     ]
     # The config file's rewards_from and the flags add up (file entries first).
     (tmp_path / "c.yaml").write_text(f"rewards_from: [{first}]\n")
     assert refused(tmp_path, second, extra=("--config", str(tmp_path / "c.yaml"))) == [
-        f"reward-server: {second}: shared_name: the name 'shared_name' is taken by 'shared_name' from {first}"
+        f"reward-server: {second}: shared_name: the name 'shared_name' is taken by 'shared_name' from {first}; "
+        "rename it (e.g. 'my_shared_name'): names are global, there is no per-source prefix"
     ]
 
 
