@@ -165,5 +165,7 @@ def command(
     cmd += ["--uid", uid, "--gid", uid, "--hostname", "sandbox", "--chdir", TMP]
     for key, value in (("PATH", "/usr/local/bin:/usr/bin:/bin"), ("HOME", TMP), ("TMPDIR", TMP), ("LANG", "C.UTF-8")):
         cmd += ["--setenv", key, value]
+    # Read-only from here on but the work dir: the root bwrap builds (a tmpfs of the sandbox's own) and /dev.
+    cmd += ["--remount-ro", "/dev", "--remount-ro", "/"]
     cmd += ["--seccomp", str(seccomp_fd), "--", *argv]
     return cmd
