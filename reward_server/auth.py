@@ -8,7 +8,8 @@ The file holds only SHA-256 hashes of tokens, never tokens::
         max_concurrent_requests: 8      # optional
         max_samples_per_second: 20000   # optional
 
-``python -m reward_server.auth TOKEN`` prints the hash to put there.
+``python -m reward_server.auth --team NAME`` reads the token from stdin (or ``--token``) and prints a ready-to-paste
+entry for that file.
 """
 
 from __future__ import annotations
@@ -140,7 +141,56 @@ def _team(path: str | Path, name: str, spec: Any) -> Team:
     return Team(name, digest, limiter)
 
 
+def team_entry(
+    team: str, token: str, max_concurrent: int | None = None, samples_per_second: float | None = None
+) -> str:
+    """The auth file's YAML for one team (under ``teams:``), with the token's hash, never the token.
+
+    Example:
+        >>> print(team_entry("trainer", "test", max_concurrent=8))
+        teams:
+          trainer:
+            token_sha256: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08
+            max_concurrent_requests: 8
+    """
+    spec: dict[str, Any] = {"token_sha256": token_sha256(token)}
+    if max_concurrent is not None:
+        spec["max_concurrent_requests"] = max_concurrent
+    if samples_per_second is not None:
+        spec["max_samples_per_second"] = samples_per_second
+    return yaml.safe_dump({"teams": {team: spec}}, sort_keys=False).rstrip("\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m reward_server.auth``: a token in, an auth-file entry out."""
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m reward_server.auth",
+        description="Print the auth file entry for a team's token: the token's SHA-256, never the token. "
+        "The token is read from stdin (one line) unless --token gives it (which leaves it in your shell history).",
+        epilog="example: openssl rand -hex 32 | tee trainer.token | python -m reward_server.auth --team trainer",
+    )
+    parser.add_argument("--team", default="my-team", help="the team's name in the auth file (default: my-team)")
+    parser.add_argument("--token", help="the token (default: read one line from stdin)")
+    parser.add_argument("--max-concurrent-requests", type=int, help="the team's cap on requests in flight")
+    parser.add_argument("--max-samples-per-second", type=float, help="the team's sample rate limit")
+    parser.add_argument("legacy_token", nargs="?", help=argparse.SUPPRESS)  # the old form: the token as argument
+    args = parser.parse_args(argv)
+    token = args.token or args.legacy_token
+    if token is None:
+        if sys.stdin.isatty():
+            print("paste the token and press Enter:", file=sys.stderr)
+        token = sys.stdin.readline().strip()
+    if not token:
+        parser.error("no token: give it on stdin or with --token")
+    for key in ("max_concurrent_requests", "max_samples_per_second"):
+        if getattr(args, key) is not None and getattr(args, key) <= 0:
+            parser.error(f"--{key.replace('_', '-')} must be positive")
+    print(f"# --auth-file entry for team {args.team} (a second team goes under the same teams: key)")
+    print(team_entry(args.team, token, args.max_concurrent_requests, args.max_samples_per_second))
+    return 0
+
+
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        sys.exit("usage: python -m reward_server.auth TOKEN   (prints its token_sha256)")
-    print(token_sha256(sys.argv[1]))
+    sys.exit(main())

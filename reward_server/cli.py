@@ -126,10 +126,10 @@ def main(argv: list[str] | None = None) -> int:
         for problem in exc.problems:
             print(f"reward-server: {problem}", file=sys.stderr)
         return 2
-    except (ConfigError, ModelLoadError, AddressInUse) as exc:  # the configuration (a model, the port) is refused
+    except (ConfigError, ModelLoadError, AddressInUse, AuthConfigError) as exc:  # the configuration is refused
         print(f"reward-server: {exc}", file=sys.stderr)
         return 2
-    except (OSError, AuthConfigError) as exc:
+    except OSError as exc:
         print(f"reward-server: {exc}", file=sys.stderr)
         return 1
     return 0
