@@ -25,11 +25,13 @@ import json
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from reward_server.code.engines import ENGINES
 from reward_server.code.execution import EngineUnavailable, RunLimits, TestInput, TestRun, Verdict
+from reward_server.settings import CodeSettings
 
 #: Runs the program's functions: globals first, else a LeetCode-style ``Solution`` class. The program's own prints
 #: go to stderr, so stdout holds only the JSON of the return value (tuples become lists).
@@ -107,6 +109,14 @@ def post_json(engine: str, url: str, payload: Mapping[str, Any], timeout_s: floa
     raise AssertionError("unreachable")  # pragma: no cover
 
 
+def _returned(test: TestInput, run: TestRun) -> TestRun:
+    """A function-call test that exited 0 without printing a result (``os._exit(0)`` in the function) crashed."""
+    if test.fn_name is None or run.verdict is not Verdict.OK or run.stdout.strip():
+        return run
+    why = (run.stderr_tail + "\nexited before returning a result")[-500:]
+    return TestRun(Verdict.RUNTIME_ERROR, "", why, run.exit_code, run.elapsed_s)
+
+
 def _over_output(stdout: str, limits: RunLimits) -> bool:
     return len(stdout.encode("utf-8", "replace")) > limits.output_bytes
 
@@ -149,7 +159,10 @@ class _RemoteEngine:
             raise EngineUnavailable(
                 f"{self.name} is not set up here for {language!r} (it runs {sorted(self.languages)})"
             )
-        one: Callable[[TestInput], TestRun] = lambda test: self._run_one(language, source, test, limits)  # noqa: E731
+
+        def one(test: TestInput) -> TestRun:
+            return _returned(test, self._run_one(language, source, test, limits))
+
         if not tests:
             return []
         # The first test alone: a compile error (or an engine down) is then known before the others are sent.
@@ -283,3 +296,21 @@ class PistonEngine(_RemoteEngine):
         if status or code != 0:
             return TestRun(Verdict.RUNTIME_ERROR, stdout, stderr or _tail(ran.get("message")), code, elapsed)
         return TestRun(Verdict.OK, stdout, stderr, code, elapsed)
+
+
+def sandboxfusion_engine(code: CodeSettings) -> SandboxFusionEngine:
+    """The ``sandboxfusion`` engine of these settings (its URL: ``sandboxfusion_url``)."""
+    if not code.sandboxfusion_url:
+        raise EngineUnavailable("sandboxfusion: no server configured (setting sandboxfusion_url, --sandboxfusion-url)")
+    return SandboxFusionEngine(code.sandboxfusion_url)
+
+
+def piston_engine(code: CodeSettings) -> PistonEngine:
+    """The ``piston`` engine of these settings (its URL: ``piston_url``)."""
+    if not code.piston_url:
+        raise EngineUnavailable("piston: no server configured (setting piston_url, --piston-url)")
+    return PistonEngine(code.piston_url)
+
+
+ENGINES.setdefault("sandboxfusion", sandboxfusion_engine)
+ENGINES.setdefault("piston", piston_engine)
