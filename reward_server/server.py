@@ -17,6 +17,7 @@ from grpc_reflection.v1alpha import reflection
 from reward_server import metrics
 from reward_server.auth import Authenticator
 from reward_server.cancellation import CancelBoard
+from reward_server.code.engines import startup as code_startup
 from reward_server.config import ConfigError, ServerConfig
 from reward_server.healthcheck import REWARD_SERVICE
 from reward_server.interceptors import ServerInterceptor
@@ -152,6 +153,9 @@ class RewardServer:
     async def start(self) -> str:
         try:
             self._bind()
+            # Code rewards: served only where the sandbox passes its self-test (or its engine is remote) and the
+            # operator has not switched them off; otherwise ListRewards says why.
+            code_startup(self.config.code_settings(), self.registry)
             # Models load before the server starts: a server that cannot score a reward it enables never listens.
             self.models = await load_model_rewards(self.config, self.registry)
             self.judges = await start_judges(self.config.judges, self.registry)
