@@ -93,6 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
     ops.add_argument("--metrics-port", type=int, help="serve Prometheus /metrics on this port (0 = a free one)")
     ops.add_argument("--metrics-host", help="address of the /metrics endpoint (default 127.0.0.1)")
     ops.add_argument("--log-json", action="store_true", default=None, help="log one JSON object per line")
+    ops.add_argument(
+        "--http-port", type=int, help="also serve HTTP/JSON on this port, same host (0 = a free one; see README)"
+    )
     ops.add_argument("--grace-s", type=float, help="seconds in-flight calls get to finish on SIGTERM (default 30)")
     ops.add_argument(
         "--reuse-port",
@@ -119,10 +122,11 @@ def main(argv: list[str] | None = None) -> int:
     from reward_server.models import ModelLoadError
     from reward_server.plugins import PluginError
     from reward_server.server import AddressInUse, serve
+    from reward_server.transport.profiles import ProfileError
 
     try:
         asyncio.run(serve(config))
-    except PluginError as exc:  # reward code that cannot be served: one line per problem
+    except (PluginError, ProfileError) as exc:  # reward code or profiles that cannot be served: a line per problem
         for problem in exc.problems:
             print(f"reward-server: {problem}", file=sys.stderr)
         return 2

@@ -109,6 +109,12 @@ class ServerConfig:
     rewards_entry_points: bool = False
     #: Reload the reward code (as on SIGHUP) whenever a file of the sources changes.
     reload_on_change: bool = False
+    #: Serve HTTP/JSON beside gRPC on this port, same host (flag --http-port; 0 = a free port, printed at start;
+    #: None = off): the contract over Connect, and the OpenRLHF, slime and NeMo Gym reward URLs of ``profiles``.
+    http_port: int | None = None
+    #: What each trainer reward URL scores: profile name -> rewards, label_field, ... (see README: Using it from
+    #: other trainers); checked against the catalogue at start-up.
+    profiles: dict[str, Any] = dataclasses.field(default_factory=dict)
     #: Code-execution rewards (README: Code execution): serve them at all (false = switched off).
     code_execution: bool = CodeSettings.code_execution
     #: Engine that runs the programs: "local" (bubblewrap sandbox) or a remote one.
@@ -276,6 +282,8 @@ def _typed_dict(key: str, value: Any, item: Any) -> dict[str, Any]:
         return {}
     if not isinstance(value, dict):
         raise ConfigError(f"setting {key!r} must be a mapping of name -> settings, got {value!r}")
+    if item is Any:  # kept as written (profiles): checked against the served catalogue at start-up
+        return dict(value)
     try:
         return {name: item.from_mapping(name, entry) for name, entry in value.items()}
     except ValueError as exc:

@@ -29,6 +29,8 @@ from reward_server.registry import REGISTRY, Registry
 from reward_server.reload import Reloader
 from reward_server.scoring import Scorer
 from reward_server.servicer import RewardServicer, add_to_server
+from reward_server.transport.profiles import Profile, check_profiles
+from reward_server.transport.server import HttpTransport
 
 log = logging.getLogger(__name__)
 
@@ -85,8 +87,12 @@ class RewardServer:
         self.scorer = Scorer(registry, self.executor, config.limits(), self.cancel_board)
         self.reloader = Reloader(self)
         self.health = health.aio.HealthServicer()
-        authenticator = Authenticator.from_file(config.auth_file) if config.auth_file else None
-        self.interceptor = ServerInterceptor(authenticator)
+        self.authenticator = Authenticator.from_file(config.auth_file) if config.auth_file else None
+        self.interceptor = ServerInterceptor(self.authenticator)
+        #: The HTTP/JSON transport (``--http-port``): its socket, uvicorn server and task, and the profiles.
+        self.http: HttpTransport | None = None
+        self.profiles: dict[str, Profile] = {}
+        self.stopping = False
         self.server = grpc.aio.server(
             interceptors=[self.interceptor],
             options=[
@@ -159,11 +165,20 @@ class RewardServer:
             # Models load before the server starts: a server that cannot score a reward it enables never listens.
             self.models = await load_model_rewards(self.config, self.registry)
             self.judges = await start_judges(self.config.judges, self.registry)
+            # Profiles name rewards, so they are checked against the catalogue once every reward is registered.
+            self.profiles = check_profiles(self.config.profiles, self.registry)
+            if self.config.http_port is not None:
+                try:
+                    self.http = HttpTransport.bind(self.config.host, self.config.http_port)
+                except OSError as exc:
+                    raise AddressInUse(str(exc)) from None
         except BaseException:
             self.executor.shutdown(wait=False, cancel_futures=True)
             raise
         await warm_up(self.executor, self.config.workers, expect=self.catalogue.versions())
         await self.server.start()
+        if self.http is not None:
+            await self.http.start(self)
         if self.config.metrics_port is not None:
             metrics.METRICS.register(metrics.ModelCollector(self.models.stats))
             self.metrics_port = metrics.serve_metrics(self.config.metrics_port, self.config.metrics_host)
@@ -174,6 +189,7 @@ class RewardServer:
     async def stop(self) -> None:
         """Report NOT_SERVING, let in-flight calls finish within the grace period, then stop."""
         await self.health.enter_graceful_shutdown()
+        self.stopping = True  # new HTTP calls get 503; those in flight are counted by the interceptor
         # stop() refuses new calls at once; in-flight unary calls get the grace period. Health
         # Watch streams never end by themselves, so they are cancelled once the calls are done.
         in_flight, finished = self.interceptor.in_flight, self.interceptor.finished
@@ -192,6 +208,8 @@ class RewardServer:
             )
         await self.server.stop(None)
         await stopping
+        if self.http is not None:
+            await self.http.stop()
         await self.reloader.close()
         await self.models.close()
         await self.judges.close()
@@ -206,6 +224,11 @@ async def serve(config: ServerConfig) -> None:
         print(f"reward-server metrics on http://{config.metrics_host}:{server.metrics_port}/metrics", flush=True)
     scheme = "mTLS" if config.tls_client_ca_file else "TLS" if config.tls_cert_file else "plaintext"
     auth = f"auth: {config.auth_file}" if config.auth_file else "no auth"
+    if server.http is not None:
+        print(
+            f"reward-server HTTP/JSON on {server.http.url} (profiles: {', '.join(server.profiles) or 'none'})",
+            flush=True,
+        )
     print(f"reward-server listening on {address} ({scheme}, {auth})", flush=True)
     if server.catalogue.names:
         plugins = server.catalogue.registry
