@@ -97,9 +97,18 @@ def startup(code: CodeSettings, registry: Registry) -> str:
         log.warning(UNSAFE_WARNING)
     reason = unavailable_reason(code)
     if reason:
-        names = sorted(n for n in CODE_REWARDS if n in registry)
+        names = sorted(n for n in CODE_REWARDS | set(_declared()) if n in registry)
         for name in names:
             registry.disable(name, reason)
         if code.code_execution:
             log.warning("code rewards %s are unavailable: %s", ", ".join(names) or "(none loaded)", reason)
     return reason
+
+
+def _declared() -> tuple[str, ...]:
+    """The code rewards the rewards module declares (imported here, not at the top: it imports this module)."""
+    try:
+        from reward_server.code import rewards
+    except ImportError:
+        return ()
+    return tuple(getattr(rewards, "CODE_REWARDS", ()))
