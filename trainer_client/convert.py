@@ -12,6 +12,7 @@ from reward.v1 import reward_pb2 as pb
 from reward.values import to_value, value_text
 from trainer_client.catalogue import ParamInfo, RewardInfo, reward_info  # noqa: F401 - their old home
 from trainer_client.errors import InputError
+from trainer_client.outcomes import Outcome, OutcomeCounts, SampleOutcome, outcome_of, sample_outcomes
 
 #: A chat message as TRL and the chat templates use it.
 Message = Mapping[str, Any]
@@ -217,6 +218,30 @@ class RewardScores:
     elapsed_ms: float = 0.0
     #: Extra per-sample text columns the reward logs (column name → one value per sample), for TRL's log_extra.
     extra_columns: dict[str, list[str]] = field(default_factory=dict)
+    #: Sample index → what its note says the NaN means (the samples in ``notes``).
+    kinds: dict[int, Outcome] = field(default_factory=dict)
+    #: How many samples scored and how many ended in each kind (counted here when the server sends none).
+    counts: OutcomeCounts | None = None
+
+    def __post_init__(self) -> None:
+        if self.counts is None:
+            object.__setattr__(self, "counts", OutcomeCounts.of(self.outcomes))
+
+    @property
+    def outcomes(self) -> list[SampleOutcome]:
+        """One outcome per sample, in request order: scored, or the kind and reason of its NaN.
+
+        Example:
+            >>> r = RewardScores("r", "r", [1.0, math.nan], 1.0, {1: "boom"}, kinds={1: Outcome.REWARD_ERROR})
+            >>> [o.kind.value for o in r.outcomes], r.counts.reward_error
+            (['scored', 'reward_error'], 1)
+        """
+        return sample_outcomes(self.scores, self.notes, self.kinds)
+
+    def failures(self, *kinds: Outcome) -> list[tuple[int, SampleOutcome]]:
+        """(index, outcome) of the samples that ended in one of ``kinds`` (default: every failed kind)."""
+        wanted = kinds or tuple(k for k in Outcome if k.failed)
+        return [(i, o) for i, o in enumerate(self.outcomes) if o.kind in wanted]
 
 
 @dataclass(frozen=True)
@@ -237,10 +262,23 @@ class ScoreResult:
 
     def __getitem__(self, name: str) -> list[float]:
         """Scores of the reward requested as ``name`` (or its canonical name)."""
+        return self.reward(name).scores
+
+    def reward(self, name: str) -> RewardScores:
+        """Everything about the reward requested as ``name`` (or its canonical name): scores, outcomes, counts."""
         for reward in self.rewards:
             if name in (reward.requested, reward.name):
-                return reward.scores
+                return reward
         raise KeyError(f"no reward {name!r} in this result; have {[r.requested for r in self.rewards]}")
+
+    def outcomes(self, name: str) -> list[SampleOutcome]:
+        """Per sample, what ``name``'s score means: scored, or the kind and reason of its NaN."""
+        return self.reward(name).outcomes
+
+    @property
+    def counts(self) -> dict[str, OutcomeCounts]:
+        """Requested name → how many samples scored and how many ended in each kind."""
+        return {r.requested: r.counts for r in self.rewards}
 
     @property
     def names(self) -> list[str]:
@@ -265,6 +303,8 @@ def from_response(response: pb.ScoreResponse, requested: Sequence[str], rtt_ms: 
                 notes={n.sample_index: n.reason for n in r.notes},
                 elapsed_ms=r.elapsed_ms,
                 extra_columns={c.name: list(c.values) for c in r.extra_columns},
+                kinds={n.sample_index: outcome_of(n.kind) for n in r.notes},
+                counts=_counts(r.counts) if r.HasField("counts") else None,
             )
             for r, asked in zip(response.results, requested, strict=True)
         ],
@@ -274,6 +314,16 @@ def from_response(response: pb.ScoreResponse, requested: Sequence[str], rtt_ms: 
         server_ms=response.elapsed_ms,
         rtt_ms=rtt_ms,
         catalogue_version=response.catalogue_version,
+    )
+
+
+def _counts(counts: pb.OutcomeCounts) -> OutcomeCounts:
+    return OutcomeCounts(
+        scored=counts.scored,
+        not_applicable=counts.not_applicable,
+        reward_error=counts.reward_error,
+        time_limit=counts.time_limit,
+        unavailable=counts.unavailable,
     )
 
 

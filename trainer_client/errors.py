@@ -48,3 +48,25 @@ class PreflightError(RuntimeError):
 
 class InputError(ValueError):
     """One input record (a JSONL line, a sample) is malformed; the message says which and why."""
+
+
+class RemoteRewardError(RuntimeError):
+    """A reward's own code failed on the server (``NOTE_KIND_REWARD_ERROR``): the bug that TRL, running the reward
+    in-process, would have raised. The message names the reward, the first failed sample and the server's reason.
+
+    Example:
+        >>> err = RemoteRewardError("exact", 2, "exact raised KeyError: 'answer'", failed=4, total=8)
+        >>> print(str(err).split(" (")[0])
+        reward 'exact' failed on 4 of 8 samples, first sample 2: exact raised KeyError: 'answer'
+    """
+
+    def __init__(self, reward: str, sample_index: int, reason: str, failed: int = 1, total: int = 1) -> None:
+        self.reward = reward
+        self.sample_index = sample_index
+        self.reason = reason
+        self.failed = failed
+        self.total = total
+        super().__init__(
+            f"reward {reward!r} failed on {failed} of {total} samples, first sample {sample_index}: {reason} "
+            "(a bug in the reward's code; on_reward_error='warn' scores such samples None instead)"
+        )

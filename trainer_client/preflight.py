@@ -7,7 +7,9 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from trainer_client.catalogue import RewardInfo
+import grpc
+
+from trainer_client.catalogue import Catalogue, RewardInfo
 from trainer_client.client import RetryPolicy, RewardClient
 from trainer_client.errors import PreflightError, RewardServiceError
 from trainer_client.recipes import Recipe, RewardServerSection
@@ -26,15 +28,33 @@ def make_client(section: RewardServerSection) -> RewardClient:
     )
 
 
-def check_service(client: RewardClient) -> list[RewardInfo]:
-    """Health (SERVING) and the reward catalogue, or a :class:`PreflightError` saying what is wrong."""
+#: What to do about each refusal of the preflight calls (the default hints speak to a recipe's keys).
+HINTS = {
+    grpc.StatusCode.UNAUTHENTICATED: (
+        "the server wants a token: set REWARD_SERVICE_TOKEN (or the variable reward_server.token_env names)"
+    ),
+    grpc.StatusCode.PERMISSION_DENIED: "the server refused this client's token or certificate",
+    grpc.StatusCode.UNAVAILABLE: "start it with `reward-server` or fix reward_server.target",
+}
+
+
+def check_service(client: RewardClient, hints: Mapping[grpc.StatusCode, str] | None = None) -> list[RewardInfo]:
+    """Health (SERVING) and the reward catalogue's rewards (see :func:`service_catalogue`)."""
+    return service_catalogue(client, hints).rewards
+
+
+def service_catalogue(client: RewardClient, hints: Mapping[grpc.StatusCode, str] | None = None) -> Catalogue:
+    """Health (SERVING) and the reward catalogue, or a :class:`PreflightError` saying what is wrong and what to do
+    about it (``hints``: status code → advice, over :data:`HINTS`; a CLI names its own flags there)."""
     try:
         serving = client.health()
-        catalogue = client.list_rewards()
+        catalogue = client.catalogue()
     except RewardServiceError as exc:
+        hint = {**HINTS, **(hints or {})}.get(exc.code, HINTS[grpc.StatusCode.UNAVAILABLE])
+        refused = exc.code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED)
         raise PreflightError(
-            f"reward service at {client.target} is not reachable ({exc.code.name}: {exc.details}); "
-            "start it with `reward-server` or fix reward_server.target"
+            f"reward service at {client.target} {'refused the call' if refused else 'is not reachable'} "
+            f"({exc.code.name}: {exc.details}); {hint}"
         ) from exc
     if not serving:
         raise PreflightError(f"reward service at {client.target} is up but not SERVING (shutting down?)")

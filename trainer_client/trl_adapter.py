@@ -4,6 +4,10 @@
 reward, named after it (TRL logs ``rewards/<__name__>/mean``). TRL gathers async reward functions
 of a batch together with the same ``prompts``/``completions``; the first one starts ONE Score call
 for every reward and the others await that same call, so a batch costs one RPC per rank.
+
+The rewards are checked against the server's catalogue when the functions are built, so a typo fails
+before a model loads. A sample whose reward code raised on the server fails the step, as the same bug
+would in-process; every other NaN becomes TRL's None, and its reason is logged once.
 """
 
 from __future__ import annotations
@@ -20,10 +24,12 @@ from typing import Any, Literal
 
 import grpc
 
-from trainer_client.catalogue import readers_of_ids
+from trainer_client.catalogue import Catalogue, readers_of_ids
 from trainer_client.client import RewardClient
 from trainer_client.convert import RewardLike, ScoreResult, completion_text, nan_to_none, reward_name, reward_spec
-from trainer_client.errors import RewardServiceError
+from trainer_client.errors import RemoteRewardError, RewardServiceError
+from trainer_client.outcomes import Outcome, ReasonTally, SampleOutcome
+from trainer_client.preflight import check_reward, service_catalogue
 
 log = logging.getLogger(__name__)
 
@@ -33,9 +39,19 @@ TRL_KWARGS = frozenset({"trainer_state", "log_extra", "log_metric", "environment
 RTT_METRIC = "reward_service/rtt_ms"
 SERVER_METRIC = "reward_service/server_ms"
 FAILED_METRIC = "reward_service/failed"
+#: Per reward: the share of the batch's samples that scored NaN (None in TRL), next to TRL's ``rewards/<name>/mean``.
+NAN_METRIC = "rewards/{}/nan_frac"
+#: Per reward: the share that failed (reward error, time limit, unavailable), a subset of the NaN share.
+FAILED_SAMPLES_METRIC = "rewards/{}/failed_frac"
+#: What the build-time check advises when the server refuses the catalogue look-up.
+_HINTS = {
+    grpc.StatusCode.UNAUTHENTICATED: "the server wants a token: RewardClient(target, token=...)",
+    grpc.StatusCode.UNAVAILABLE: "start it with `reward-server` or fix the client's target",
+}
 
 RewardFunc = Callable[..., Awaitable[list[float | None]]]
 OnError = Literal["raise", "none"]
+OnRewardError = Literal["raise", "warn"]
 
 
 @dataclass
@@ -102,11 +118,14 @@ class RemoteRewards:
         rewards: Sequence[RewardLike],
         *,
         on_error: OnError = "raise",
+        on_reward_error: OnRewardError = "raise",
         fields: Sequence[str] | None = None,
         record_to: str | Path | None = None,
     ) -> None:
         if on_error not in ("raise", "none"):
             raise ValueError(f"on_error must be 'raise' or 'none', got {on_error!r}")
+        if on_reward_error not in ("raise", "warn"):
+            raise ValueError(f"on_reward_error must be 'raise' or 'warn', got {on_reward_error!r}")
         for i, reward in enumerate(rewards):
             reward_spec(reward, i)  # a malformed reward fails here, not mid-training
         self.names = [reward_name(r) for r in rewards]
@@ -118,6 +137,7 @@ class RemoteRewards:
         self.client = client
         self.rewards = list(rewards)
         self.on_error = on_error
+        self.on_reward_error = on_reward_error
         self.fields = list(fields) if fields is not None else None
         self.record_to = rank_path(record_to) if record_to else None
         if self.record_to is not None:
@@ -130,6 +150,21 @@ class RemoteRewards:
         # looked up yet). Looked up lazily: nothing is asked before the first batch that has token ids.
         self._id_readers: list[str] | None = None
         self._id_readers_version: str | None = None
+        #: Every distinct reason a NaN came with so far (each is logged once).
+        self.reasons = ReasonTally()
+
+    def check(self) -> Catalogue:
+        """Every reward exists on the server, is enabled and takes its params (``PreflightError`` if not).
+
+        The catalogue also says which rewards read ``completion_ids``, so the first batch asks nothing more.
+        """
+        catalogue = service_catalogue(self.client, _HINTS)
+        for reward in self.rewards:
+            params = reward.get("params") if isinstance(reward, Mapping) else None
+            check_reward(reward_name(reward), params or {}, catalogue.rewards)
+        self._id_readers = readers_of_ids(self.names, catalogue)
+        self._id_readers_version = catalogue.catalogue_version
+        return catalogue
 
     async def scores_for(
         self, name: str, prompts: Sequence[Any], completions: Sequence[Any], kwargs: Mapping[str, Any]
@@ -154,7 +189,12 @@ class RemoteRewards:
         result = await asyncio.shield(batch.task)
         if result is None:
             return [None] * len(completions)
-        return nan_to_none(result[name])
+        scores = result.reward(name)
+        errors = scores.failures(Outcome.REWARD_ERROR)
+        if errors and self.on_reward_error == "raise":
+            index, first = errors[0]
+            raise RemoteRewardError(name, index, first.reason, len(errors), len(scores.scores))
+        return nan_to_none(scores.scores)
 
     async def _call(
         self, prompts: Sequence[Any], completions: Sequence[Any], kwargs: Mapping[str, Any]
@@ -194,10 +234,15 @@ class RemoteRewards:
             return None
         self.stats.rtt_ms.append(result.rtt_ms)
         self._note_catalogue(result)
+        self._log_reasons(result)
         if callable(log_metric):
             log_metric(RTT_METRIC, result.rtt_ms)
             log_metric(SERVER_METRIC, result.server_ms)
             log_metric(FAILED_METRIC, 0.0)
+            for reward in result.rewards:
+                n = max(len(reward.scores), 1)
+                log_metric(NAN_METRIC.format(reward.requested), (reward.counts.total - reward.counts.scored) / n)
+                log_metric(FAILED_SAMPLES_METRIC.format(reward.requested), reward.counts.failed / n)
         log_extra = kwargs.get("log_extra")
         if callable(log_extra):
             for column, values in extra_columns(result).items():
@@ -220,6 +265,41 @@ class RemoteRewards:
             self._id_readers = readers_of_ids(self.names, known)
             self._id_readers_version = known.catalogue_version
         return self._id_readers
+
+    def _log_reasons(self, result: ScoreResult) -> None:
+        """Log each distinct reason a NaN came with, once per run: a failure at WARNING, "does not apply" at INFO.
+
+        A reward error that will raise is logged too, so the log shows it even where the exception is caught.
+        """
+        for reward in result.rewards:
+            seen: dict[tuple[Outcome, str], list[int]] = {}
+            for i, outcome in enumerate(reward.outcomes):
+                if outcome.kind is not Outcome.SCORED:
+                    seen.setdefault((outcome.kind, outcome.reason), []).append(i)
+            for (kind, reason), indices in seen.items():
+                capped = self._capped(reward.requested)
+                if self.reasons.add(reward.requested, SampleOutcome(kind, reason), len(indices)):
+                    level = logging.INFO if kind is Outcome.NOT_APPLICABLE else logging.WARNING
+                    log.log(
+                        level,
+                        "reward %s: %s on %d of %d samples of a batch (first: sample %d), scored None: %s "
+                        "(each distinct reason is logged once)",
+                        reward.requested,
+                        kind.value,
+                        len(indices),
+                        len(reward.scores),
+                        indices[0],
+                        reason or "(no reason given)",
+                    )
+                elif not capped and self._capped(reward.requested):
+                    log.warning(
+                        "reward %s: more than %d distinct reasons; further ones are counted, not logged",
+                        reward.requested,
+                        self.reasons.max_reasons,
+                    )
+
+    def _capped(self, reward: str) -> bool:
+        return any(name == reward for name, _ in self.reasons.dropped)
 
     def _note_catalogue(self, result: ScoreResult) -> None:
         """Log the catalogue version that scored the run (once per change); a new one invalidates the id lookup."""
@@ -253,6 +333,15 @@ class RemoteRewards:
             "scores": {name: nan_to_none(scores) for name, scores in result.as_dict().items()},
             "total": nan_to_none(result.total),
         }
+        notes = {
+            r.requested: {
+                str(i): {"kind": o.kind.value, "reason": o.reason} for i, o in enumerate(r.outcomes) if o.reason
+            }
+            for r in result.rewards
+            if r.notes
+        }
+        if notes:
+            line["notes"] = notes
         extras = {r.requested: r.extra_columns for r in result.rewards if r.extra_columns}
         if extras:
             line["extra_columns"] = extras
@@ -313,8 +402,10 @@ def remote_reward_funcs(
     rewards: Sequence[RewardLike],
     *,
     on_error: OnError = "raise",
+    on_reward_error: OnRewardError = "raise",
     fields: Sequence[str] | None = None,
     record_to: str | Path | None = None,
+    check: bool = True,
 ) -> list[RewardFunc]:
     """TRL-ready async reward functions, one per reward, sharing one Score call per batch.
 
@@ -324,17 +415,30 @@ def remote_reward_funcs(
             dicts. Scores come back unweighted; weight them with ``GRPOConfig.reward_weights``.
         on_error: ``"raise"`` (default) fails the step when the service fails after its retries; ``"none"``
             logs an error and returns None for the whole batch, which TRL leaves out. Never a fake 0.
+        on_reward_error: a sample whose reward code raised on the server (``NOTE_KIND_REWARD_ERROR``):
+            ``"raise"`` (default) fails the step with :class:`~trainer_client.errors.RemoteRewardError` naming the
+            reward, the first sample and the reason, as the same bug would in-process; ``"warn"`` scores it None
+            and logs the reason once. Other NaNs (time limit, unavailable, does not apply) are always None, each
+            distinct reason logged once; per reward, the NaN share goes to TRL's metrics (``rewards/<name>/nan_frac``
+            and ``rewards/<name>/failed_frac``).
         fields: dataset columns to send as sample fields (default: every column TRL passes), with their JSON types.
         record_to: append every scored batch (samples, scores, extra columns, catalogue version, round trip) to
             this JSONL file (one file per rank: ``{rank}`` in the name is replaced, else ``.rankN`` is added when
             there are several ranks).
+        check: look the rewards up in the server's catalogue now (names, enabled, params), raising
+            :class:`~trainer_client.errors.PreflightError` before any model loads; False skips it (no call).
 
     Example:
-        >>> funcs = remote_reward_funcs(RewardClient("127.0.0.1:50051"), ["xml_correctness", {"name": "xml_integer"}])
+        >>> client = RewardClient("127.0.0.1:50051")
+        >>> funcs = remote_reward_funcs(client, ["xml_correctness", {"name": "xml_integer"}], check=False)
         >>> [f.__name__ for f in funcs]
         ['xml_correctness', 'xml_integer']
         >>> funcs[0].remote is funcs[1].remote
         True
     """
-    shared = RemoteRewards(client, rewards, on_error=on_error, fields=fields, record_to=record_to)
+    shared = RemoteRewards(
+        client, rewards, on_error=on_error, on_reward_error=on_reward_error, fields=fields, record_to=record_to
+    )
+    if check:
+        shared.check()
     return [_reward_func(shared, name) for name in shared.names]
