@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import logging
 import math
 import time
@@ -28,9 +29,12 @@ from reward_server.planning import MIN_TASK_MS, SAMPLE_CHARS, CostModel, Planned
 from reward_server.registry import Batch, BatchResult, ParamValue, Prompt, Registry, Reward
 from reward_server.settings import Limits
 from reward_server.trl_functions import mixed_shapes
-from reward_server.worker import Part, PartResult, Task, run_task
+from reward_server.worker import Part, PartResult, Task, run_task, run_tasks
 
 log = logging.getLogger(__name__)
+
+#: A request of at most this many samples whose CPU work is one task may share a worker trip with others.
+COALESCE_MAX_SAMPLES = 256
 
 
 @dataclass(frozen=True)
@@ -134,6 +138,12 @@ class Scorer:
         self.costs = CostModel()
         #: Tasks submitted to the executor and not finished: a busy pool gets fewer, larger tasks.
         self._busy = 0
+        #: Small requests' tasks waiting for a free worker, each with the future of its results: while every
+        #: worker is busy they pile up here and go to the next free worker together (see :meth:`_coalesced`).
+        self._waiting: list[tuple[Task, int, asyncio.Future[list[PartResult]]]] = []
+        #: Worker trips that carried several requests' tasks, and the requests they carried.
+        self.coalesced_trips = 0
+        self.coalesced_requests = 0
         #: Tasks submitted so far (how finely requests were cut).
         self.tasks_run = 0
         #: Shared flags that stop the workers of a cancelled call (the server's, shared with its pool).
@@ -236,17 +246,81 @@ class Scorer:
         slot = self.cancel_board.open() if self.cancel_board else None
         whole = _task_inputs(jobs, samples, columns)
         tasks = [_task(p, jobs, whole, slot) for p in planned]
-        self._busy += len(planned)
         self.tasks_run += len(planned)
         try:
-            done = await asyncio.gather(*(loop.run_in_executor(self.executor, run_task, task) for task in tasks))
+            if len(tasks) == 1 and len(completions) <= COALESCE_MAX_SAMPLES:
+                done = [await self._coalesced(tasks[0], len(completions))]
+            else:
+                self._busy += len(planned)
+                try:
+                    done = await asyncio.gather(
+                        *(loop.run_in_executor(self.executor, run_task, task) for task in tasks)
+                    )
+                finally:
+                    self._busy -= len(planned)
         except asyncio.CancelledError:
             if slot is not None:  # the workers stop at their next sample
                 self.cancel_board.cancel(slot)
             raise
-        finally:
-            self._busy -= len(planned)
         return self._merge(jobs, planned, done, units, len(completions))
+
+    async def _coalesced(self, task: Task, samples: int) -> list[PartResult]:
+        """Score a small request's one task, sharing a worker trip with other small requests.
+
+        Like the model batcher's queue, but for the worker pool: a task goes at once when a worker is free;
+        while all are busy (many one-sample calls at once), tasks wait and the next free worker takes a fair
+        share of them (at most ``COALESCE_MAX_SAMPLES`` samples) in one trip, so the per-call cost of a trip
+        (pickling, IPC, wake-up) is paid once per batch instead of once per sample.
+        """
+        future: asyncio.Future[list[PartResult]] = asyncio.get_running_loop().create_future()
+        self._waiting.append((task, samples, future))
+        self._dispatch()
+        return await future  # cancelled: the future is skipped when its turn comes
+
+    def _dispatch(self) -> None:
+        loop = asyncio.get_running_loop()
+        # Every thread of a thread pool counts here (unlike for planning): a reward waiting on I/O (a sandbox,
+        # a judge) releases the GIL, so trips on several threads still overlap.
+        slots = max(1, getattr(self.executor, "_max_workers", 1))
+        while self._busy < slots:
+            self._waiting = [w for w in self._waiting if not w[2].cancelled()]
+            if not self._waiting:
+                return
+            share = -(-len(self._waiting) // max(1, slots - self._busy))
+            taken, count = [], 0
+            while (
+                self._waiting
+                and len(taken) < share
+                and (not taken or count + self._waiting[0][1] <= COALESCE_MAX_SAMPLES)
+            ):
+                taken.append(self._waiting.pop(0))
+                count += taken[-1][1]
+            self._busy += 1
+            if len(taken) > 1:
+                self.coalesced_trips += 1
+                self.coalesced_requests += len(taken)
+            futures = [f for _, _, f in taken]
+            try:
+                trip = loop.run_in_executor(self.executor, run_tasks, [t for t, _, _ in taken])
+            except RuntimeError as exc:  # the pool is shut down (a reload retired it): its callers hear why
+                self._busy -= 1
+                for future in futures:
+                    future.set_exception(exc)
+                continue
+            trip.add_done_callback(functools.partial(self._trip_done, futures))
+
+    def _trip_done(self, futures: list[asyncio.Future[list[PartResult]]], trip: asyncio.Future) -> None:
+        self._busy -= 1
+        error = trip.exception() if not trip.cancelled() else asyncio.CancelledError()
+        results = trip.result() if error is None else [error] * len(futures)
+        for future, result in zip(futures, results, strict=True):
+            if future.done():
+                continue
+            if isinstance(result, BaseException):
+                future.set_exception(result)
+            else:
+                future.set_result(result)
+        self._dispatch()
 
     def _merge(
         self,

@@ -182,6 +182,26 @@ def run_task(task: Task) -> list[PartResult]:
         return [_run_part(task, part) for part in task.parts]
 
 
+def run_tasks(tasks: Sequence[Task]) -> list[list[PartResult] | Exception]:
+    """Several small requests' tasks in one trip to a worker (the scorer coalesces them): each scored as
+    :func:`run_task` scores it, and a task's exception returned in its place, so the others keep their scores.
+
+    Example:
+        >>> import reward_server.rewards
+        >>> part = Part("xml_correctness", {"reference_field": "answer", "value": 2.0})
+        >>> one = Task(["<answer>42</answer>"], {"answer": ["42"]}, [part])
+        >>> [r[0].result.scores for r in run_tasks([one, one])]
+        [[2.0], [2.0]]
+    """
+    out: list[list[PartResult] | Exception] = []
+    for task in tasks:
+        try:
+            out.append(run_task(task))
+        except Exception as exc:  # noqa: BLE001 - one request's failure (cancelled, a bad param) is its own
+            out.append(exc)
+    return out
+
+
 def _run_part(task: Task, part: Part) -> PartResult:
     reward = current_registry().get(part.name)
     batch = _batch(reward, part, task)
