@@ -134,7 +134,9 @@ def test_open_r1_rewards_over_the_wire_equal_in_process(server) -> None:
         params = {"per_prompt": True} if result is response.results[-1] else {}
         local = score(name, COMPLETIONS, SOLUTIONS, prompts=prompts, **params).scores
         assert as_none(list(result.scores)) == as_none(local), name
-    assert list(by_name(response)["open_r1_accuracy"].scores)[3] == 1.0  # open-r1: an unparsable gold scores 1
+    accuracy = by_name(response)["open_r1_accuracy"]  # open-r1 main: an unparsable gold is None (skipped)
+    assert math.isnan(accuracy.scores[3])
+    assert [(n.sample_index, n.kind) for n in accuracy.notes] == [(3, pb.NOTE_KIND_NOT_APPLICABLE)]
 
 
 def test_missing_completion_ids_is_invalid_argument_naming_sample_and_reward(server) -> None:

@@ -5,7 +5,7 @@ thread, so one pathological answer can hang a training step. Here each sample's 
 runs in a helper process (:func:`reward_server.time_limit.run_with_timeout`), which is killed
 after ``math_timeout_s`` from whichever thread called it; math-verify's own limits stay off.
 The extraction settings are exactly the ones each project passes (read from TRL 1.16's
-``trl/rewards/accuracy_rewards.py`` and open-r1's ``src/open_r1/rewards.py``).
+``trl/rewards/accuracy_rewards.py`` and open-r1's ``src/open_r1/rewards.py`` on its main branch at 1416fa0).
 """
 
 from __future__ import annotations
@@ -44,8 +44,8 @@ def warm_math_verify() -> None:
     logging.getLogger("latex2sympy2_extended.math_normalization").setLevel(logging.ERROR)
     # math-verify compiles its extraction patterns per config on first use (tenths of a second each).
     trl_verdict("1", r"\boxed{1}")
-    open_r1_verdict("1", r"\boxed{1}", "all", False)
-    open_r1_verdict("1", r"\boxed{1}", True, False)
+    open_r1_accuracy_verdict("1", r"\boxed{1}")
+    open_r1_verdict("1", r"\boxed{1}")
 
 
 @lru_cache(maxsize=1)
@@ -104,34 +104,53 @@ def _open_r1_answer_config(boxed: Any) -> list:
 
 
 @lru_cache(maxsize=256)
-def _open_r1_gold(solution: str) -> list:
+def _open_r1_gold(solution: str, latex_only: bool) -> list:
     from math_verify import LatexExtractionConfig, parse
 
-    return parse(
-        solution, extraction_mode="first_match", extraction_config=[LatexExtractionConfig()], parsing_timeout=None
-    )
+    # open-r1's accuracy_reward parses the gold with math-verify's default extraction (a bare 42 parses);
+    # its len_reward and cosine reward still pass LaTeX extraction only (a bare 42 does not).
+    if latex_only:
+        return parse(
+            solution, extraction_mode="first_match", extraction_config=[LatexExtractionConfig()], parsing_timeout=None
+        )
+    return parse(solution, extraction_mode="first_match", parsing_timeout=None)
 
 
-def open_r1_verdict(solution: str, content: str, boxed: Any, verify_errors_are_wrong: bool) -> bool | None:
-    """open-r1's correctness check of one sample (run inside the time-limit helper); None when the gold does not parse.
+def open_r1_accuracy_verdict(solution: str, content: str) -> tuple[float | None, str]:
+    """open-r1's ``accuracy_reward`` on one sample (run in the time-limit helper): (score, "") or (None, why).
 
-    open-r1 calls ``verify(answer, gold)`` (answer first). Its accuracy_reward scores 0 when verify
-    raises (``verify_errors_are_wrong``); its length and cosine rewards let the error through.
+    As open-r1's main branch: the gold parsed with math-verify's default extraction, ``verify(gold,
+    answer)``; an unparsable gold, or a verify that raises, is None (open-r1 skips the sample).
     """
     from math_verify import parse, verify
 
-    gold = _open_r1_gold(solution)
+    gold = _open_r1_gold(solution, False)
+    if not gold:
+        return None, f"solution did not parse as math (open-r1: None, skipped): {solution[:200]!r}"
+    answer = parse(
+        content, extraction_config=_open_r1_answer_config("all"), extraction_mode="first_match", parsing_timeout=None
+    )
+    try:
+        return float(verify(gold, answer, timeout_seconds=None)), ""
+    except Exception as exc:  # noqa: BLE001 - open-r1 catches every error of verify and skips the sample
+        return None, f"math-verify's verify raised {type(exc).__name__}: {exc} (open-r1: None, skipped)"
+
+
+def open_r1_verdict(solution: str, content: str) -> bool | None:
+    """open-r1's correctness check in ``len_reward`` and the cosine reward (run in the time-limit helper).
+
+    None when the gold does not parse with LaTeX extraction. ``verify(answer, gold)``, answer first,
+    as open-r1 calls it there; an error of verify is let through (open-r1 fails the batch).
+    """
+    from math_verify import parse, verify
+
+    gold = _open_r1_gold(solution, True)
     if not gold:
         return None
     answer = parse(
-        content, extraction_config=_open_r1_answer_config(boxed), extraction_mode="first_match", parsing_timeout=None
+        content, extraction_config=_open_r1_answer_config(True), extraction_mode="first_match", parsing_timeout=None
     )
-    try:
-        return bool(verify(answer, gold, timeout_seconds=None))
-    except Exception:
-        if verify_errors_are_wrong:
-            return False
-        raise
+    return bool(verify(answer, gold, timeout_seconds=None))
 
 
 def time_limited(fn: Any, *args: Any) -> Any:

@@ -1,12 +1,14 @@
 """open-r1's rewards (``src/open_r1/rewards.py``), as ``open_r1_<registry key>``, with open-r1's numbers.
 
-Read from huggingface/open-r1 at commit ed89dd9; the params' defaults are those of open-r1's
-``GRPOScriptArguments`` (what its registry keys give a recipe). Where open-r1 differs from TRL we
-serve open-r1: a gold solution that does not parse scores 1.0 in accuracy and cosine (TRL: None)
-and counts as correct in the length reward; verify is called answer-first; cosine length is in
-characters and not clamped at max_len; repetition n-grams are of lower-cased words. Where open-r1
-would crash the whole batch (verify raising in cosine/length) one sample scores NaN with a note.
-``tests/test_rewards_open_r1.py`` checks every reward against a copy of open-r1's function.
+Read from huggingface/open-r1's main branch at commit 1416fa0 (2026-04-02; its rewards.py last changed in
+c1e1192); the params' defaults are those of open-r1's ``GRPOScriptArguments`` (what its registry keys give
+a recipe). Where open-r1 differs from TRL we serve open-r1: accuracy's None (an unparsable gold, or
+math-verify's verify raising) is NaN with a not-applicable note; cosine and length still parse the gold
+with LaTeX extraction only, score an unparsable gold 1.0 (cosine) or count it correct (length) and call
+verify answer-first; cosine length is in characters and not clamped at max_len; repetition n-grams are of
+lower-cased words (``language="en"``; open-r1's jieba-split ``zh`` is refused). Where open-r1 would crash
+the whole batch (verify raising in cosine/length) one sample scores NaN with a reward-error note.
+``tests/test_rewards_open_r1.py`` checks every reward against a copy of that commit's function.
 """
 
 from __future__ import annotations
@@ -20,8 +22,8 @@ from collections.abc import Sequence
 from reward_server.cancellation import RequestCancelled, cancelled
 from reward_server.declare import batch_reward, sample_reward
 from reward_server.outcomes import Note, NoteKind, error_note
-from reward_server.registry import BatchResult, Prompt
-from reward_server.rewards.math_checks import open_r1_verdict, time_limited
+from reward_server.registry import BatchResult, Prompt, SampleScore
+from reward_server.rewards.math_checks import open_r1_accuracy_verdict, open_r1_verdict, time_limited
 from reward_server.rewards.param_checks import repetition_params
 from reward_server.time_limit import SampleTimeout
 
@@ -32,24 +34,27 @@ _TAGS = ("<think>\n", "\n</think>\n", "\n<answer>\n", "\n</answer>")
 
 
 @sample_reward("open_r1_accuracy", solution_field="solution")
-def open_r1_accuracy(completion: str, solution: str) -> float:
-    """1 if math-verify finds the answer equal to the solution, else 0; 1.0 when the solution does not parse.
+def open_r1_accuracy(completion: str, solution: str) -> SampleScore:
+    """1 if math-verify finds the answer equal to the solution, else 0; None (NaN) when the solution does not parse.
 
-    open-r1's ``accuracy_reward``: the solution parsed with LaTeX extraction (first match), the
-    completion with LaTeX extraction (boxed first, every box, units normalized); verify errors
-    score 0.
+    open-r1's ``accuracy_reward``: the solution parsed with math-verify's default extraction (first
+    match: a bare ``42`` parses), the completion with LaTeX extraction (boxed first, every box, units
+    normalized), then ``verify(gold, answer)``; a verify that raises is None too. A None says why in
+    its note (not applicable: open-r1 skips the sample).
 
     Args:
         solution_field: sample field holding the solution (open-r1's ``solution`` column).
 
     Example:
-        >>> open_r1_accuracy(r"so \\boxed{\\frac{1}{3}}", r"$\\frac{1}{3}$")
+        >>> open_r1_accuracy(r"so \\boxed{\\frac{1}{3}}", r"$\\frac{1}{3}$").score
         1.0
-        >>> open_r1_accuracy(r"so \\boxed{2}", "Answer is forty two.")
-        1.0
+        >>> open_r1_accuracy(r"so \\boxed{41}", "42").score
+        0.0
+        >>> open_r1_accuracy(r"so \\boxed{2}", "Answer is forty two.").score is None
+        True
     """
-    verdict = time_limited(open_r1_verdict, solution, completion, "all", True)
-    return 1.0 if verdict is None else float(verdict)
+    score, why = time_limited(open_r1_accuracy_verdict, solution, completion)
+    return SampleScore(score, note=why, kind=NoteKind.NOT_APPLICABLE)
 
 
 @sample_reward("open_r1_format")
@@ -130,7 +135,7 @@ def open_r1_cosine(
     """
     if max_len == 0:
         raise ValueError("max_len must not be 0")
-    verdict = time_limited(open_r1_verdict, solution, completion, True, False)
+    verdict = time_limited(open_r1_verdict, solution, completion)
     if verdict is None:
         return 1.0
     cosine = math.cos(len(completion) / max_len * math.pi)
@@ -138,8 +143,30 @@ def open_r1_cosine(
     return float(low + 0.5 * (high - low) * (1.0 + cosine))
 
 
-@sample_reward("open_r1_repetition_penalty", check=repetition_params)
-def open_r1_repetition_penalty(completion: str, *, ngram_size: int = 3, max_penalty: float = -1.0) -> float:
+#: The languages open-r1's repetition penalty splits into words; ``zh`` (jieba) is not served here.
+REPETITION_LANGUAGES = ("en",)
+
+
+def repetition_language_params(*, ngram_size: int, max_penalty: float, language: str, **_: object) -> None:
+    """open-r1's ``get_repetition_penalty_reward`` checks, its ``language`` among them (refused up front).
+
+    Example:
+        >>> repetition_language_params(ngram_size=3, max_penalty=-1.0, language="zh")
+        Traceback (most recent call last):
+        ...
+        ValueError: language 'zh' is not supported here: only 'en' (open-r1 splits 'zh' with jieba, not installed)
+    """
+    repetition_params(ngram_size=ngram_size, max_penalty=max_penalty)
+    if language not in REPETITION_LANGUAGES:
+        raise ValueError(
+            f"language {language!r} is not supported here: only 'en' (open-r1 splits 'zh' with jieba, not installed)"
+        )
+
+
+@sample_reward("open_r1_repetition_penalty", check=repetition_language_params)
+def open_r1_repetition_penalty(
+    completion: str, *, ngram_size: int = 3, max_penalty: float = -1.0, language: str = "en"
+) -> float:
     """(1 − unique / total n-grams of lower-cased whitespace words) × max_penalty; 0 below ngram_size words.
 
     open-r1's ``get_repetition_penalty_reward`` (words, not tokens: TRL's ``repetition_penalty_reward`` uses tokens).
@@ -147,12 +174,13 @@ def open_r1_repetition_penalty(completion: str, *, ngram_size: int = 3, max_pena
     Args:
         ngram_size: words per n-gram (open-r1's repetition_n_grams).
         max_penalty: score of a fully repetitive completion, not positive (open-r1's repetition_max_penalty).
+        language: how the text is split into words: only "en" (lower-cased, split on whitespace) is served.
 
     Example:
         >>> open_r1_repetition_penalty("the cat the cat the cat", ngram_size=2)
         -0.6
     """
-    repetition_params(ngram_size=ngram_size, max_penalty=max_penalty)
+    repetition_language_params(ngram_size=ngram_size, max_penalty=max_penalty, language=language)
     words = completion.lower().split()
     if not completion or len(words) < ngram_size:
         return 0.0
@@ -191,7 +219,7 @@ def open_r1_length(
         if cancelled():
             raise RequestCancelled(f"open_r1_length: request cancelled after {i} of {n} samples")
         try:
-            verdict = time_limited(open_r1_verdict, solution, completion, True, False)
+            verdict = time_limited(open_r1_verdict, solution, completion)
             correct.append(True if verdict is None else verdict)
         except SampleTimeout as exc:
             correct.append(None)
