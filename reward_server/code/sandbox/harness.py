@@ -81,8 +81,9 @@ def run_python(request: dict, test: dict) -> None:
     fn_name = test.get("fn_name")
     code = 1
     try:
-        with open(os.path.join(request["prog"], request["file"]), encoding="utf-8") as f:
-            program = compile(f.read(), request["file"], "exec")
+        path = os.path.join(request["prog"], request["file"])
+        with open(path, encoding="utf-8") as f:
+            program = compile(f.read(), path, "exec")
         scope = {"__name__": "solution" if fn_name else "__main__", "__builtins__": builtins}
         scope["__file__"] = request["file"]
         exec(program, scope)
@@ -110,7 +111,8 @@ def run_python(request: dict, test: dict) -> None:
     except BaseException:  # noqa: BLE001 - the program's own error: a traceback on its stderr, exit 1
         import traceback
 
-        traceback.print_exc()
+        kind, value, tb = sys.exc_info()
+        traceback.print_exception(kind, value, tb.tb_next if tb else None)  # from the program's frames on
     try:
         sys.stdout.flush()
         sys.stderr.flush()
