@@ -51,6 +51,7 @@ def to_value(value: Any, where: str = "value") -> struct_pb2.Value:
     elif isinstance(value, str):
         out.string_value = value
     elif isinstance(value, Mapping):
+        out.struct_value.SetInParent()  # an empty object stays an object, not null
         for key, item in value.items():
             out.struct_value.fields[str(key)].CopyFrom(to_value(item, f"{where}[{key!r}]"))
     elif isinstance(value, Sequence | set | frozenset) and not isinstance(value, bytes | bytearray):
@@ -66,6 +67,8 @@ def from_value(value: struct_pb2.Value) -> Any:
     Example:
         >>> from_value(to_value({"n": 42, "x": 0.5, "ok": True, "none": None, "l": ["a"]}))
         {'n': 42, 'x': 0.5, 'ok': True, 'none': None, 'l': ['a']}
+        >>> from_value(to_value([{}, []]))
+        [{}, []]
     """
     kind = value.WhichOneof("kind")
     if kind is None or kind == "null_value":
