@@ -16,7 +16,7 @@ from conftest import NOTEBOOK_REWARDS, REPO, free_port, start_server, stop_serve
 from tiny_models import build_tiny_causal_lm
 
 from reward.v1 import reward_pb2 as pb
-from trainer_client import RetryPolicy, RewardClient, RewardServiceError, remote_reward_funcs
+from trainer_client import PreflightError, RetryPolicy, RewardClient, RewardServiceError, remote_reward_funcs
 from trainer_client.trl_adapter import FAILED_METRIC, RTT_METRIC, SERVER_METRIC
 
 REASONED = "<reasoning>\nweil\n</reasoning>\n<answer>\n42\n</answer>\n"
@@ -47,7 +47,7 @@ class Extras:
 
 
 class RecordingClient(RewardClient):
-    """A real client that also keeps every ScoreRequest it built and counts its catalogue look-ups."""
+    """A real client that also keeps every ScoreRequest it built and counts its catalogue look-ups (sync or not)."""
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -58,6 +58,10 @@ class RecordingClient(RewardClient):
         request = super()._request(*args, **kwargs)
         self.sent.append(request)
         return request
+
+    def catalogue(self, **kwargs):
+        self.lookups += 1
+        return super().catalogue(**kwargs)
 
     async def catalogue_async(self, **kwargs):
         self.lookups += 1
@@ -151,10 +155,14 @@ def test_record_to_writes_every_scored_batch(server, client, tmp_path) -> None:
 def test_a_failure_raises_or_returns_none_but_never_zero(caplog) -> None:
     dead = f"127.0.0.1:{free_port()}"
     client = RewardClient(dead, deadline_s=5, retry=RetryPolicy(initial_backoff_s=0.05, max_backoff_s=0.2))
+    # Built with the catalogue check (the default), a dead service fails before any model loads.
+    with pytest.raises(PreflightError, match=r"is not reachable \(UNAVAILABLE.*start it with `reward-server`"):
+        remote_reward_funcs(client, ["xml_integer"])
+    # Built without it (check=False), the service dies later: the step fails, or scores None with on_error="none".
     with pytest.raises(RewardServiceError) as caught:
-        trl_call(remote_reward_funcs(client, ["xml_integer"]), ["q"], ["x"])
+        trl_call(remote_reward_funcs(client, ["xml_integer"], check=False), ["q"], ["x"])
     assert caught.value.code.name == "UNAVAILABLE"
-    funcs = remote_reward_funcs(client, ["xml_integer", "xml_soft_format"], on_error="none")
+    funcs = remote_reward_funcs(client, ["xml_integer", "xml_soft_format"], on_error="none", check=False)
     with caplog.at_level(logging.ERROR, logger="trainer_client.trl_adapter"):
         outputs, metrics = trl_call(funcs, ["q", "q"], ["x", "y"])
     assert outputs == [[None, None], [None, None]]
@@ -168,6 +176,8 @@ def test_bad_reward_lists_are_refused_up_front(client) -> None:
         remote_reward_funcs(client, ["xml_integer", {"name": "xml_integer"}])
     with pytest.raises(ValueError, match="on_error"):
         remote_reward_funcs(client, ["xml_integer"], on_error="zero")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="on_reward_error must be 'raise' or 'warn'"):
+        remote_reward_funcs(client, ["xml_integer"], on_reward_error="zero")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="at least one"):
         remote_reward_funcs(client, [])
 
@@ -205,14 +215,14 @@ def test_completion_ids_are_sent_only_when_a_requested_reward_reads_them(server)
     ids = [[5] * 90, [5] * 10, []]
     trl_call(remote_reward_funcs(client, ["xml_integer"]), ["q"] * 3, ["a", "b", "c"], completion_ids=ids)
     assert not any(s.HasField("completion_ids") for s in client.sent[-1].samples)
-    assert client.lookups == 1  # the catalogue said: nobody reads them
+    assert client.lookups == 1  # the build-time check's catalogue said: nobody reads them
     params = {"max_completion_len": 100, "soft_punish_cache": 20}
     funcs = remote_reward_funcs(client, [{"name": "soft_overlong_punishment_reward", "params": params}, "xml_integer"])
     for _ in range(2):
         (scores, _), _ = trl_call(funcs, ["q"] * 3, ["a", "b", "c"], completion_ids=ids)
         sent = client.sent[-1].samples
         assert [list(s.completion_ids.ids) for s in sent] == ids and all(s.HasField("completion_ids") for s in sent)
-    assert client.lookups == 2  # once per remote_reward_funcs, not once per batch
+    assert client.lookups == 2  # once per remote_reward_funcs (its check), not once per batch
     from trl.rewards import get_soft_overlong_punishment  # TRL's own function on the same ids
 
     assert scores == get_soft_overlong_punishment(**params)(completion_ids=ids)

@@ -94,6 +94,8 @@ class RewardServerSection:
     client_key: str | None = None
     #: "raise" fails the step after the retries; "none" skips the batch (TRL gives it no advantage).
     on_error: str = "raise"
+    #: A reward whose code raised on the server: "raise" fails the step (as in-process); "warn" scores it None.
+    on_reward_error: str = "raise"
     #: Append every scored batch (samples, scores, round trip) to this JSONL file (per rank: {rank} or .rankN).
     record_to: str | None = None
 
@@ -282,6 +284,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "model.dtype": ("bfloat16", "float16", "float32", "auto"),
     "dataset.format": ("auto", "gsm8k", "openr1", "generic"),
     "reward_server.on_error": ("raise", "none"),
+    "reward_server.on_reward_error": ("raise", "warn"),
     "lora.bnb_4bit_quant_type": ("nf4", "fp4"),
     "lora.bnb_4bit_compute_dtype": ("bfloat16", "float16", "float32"),
 }

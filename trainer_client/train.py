@@ -161,6 +161,7 @@ def run(recipe: Recipe, dry_run: bool = False) -> int:
         client,
         recipe.reward_specs(),
         on_error=recipe.reward_server.on_error,  # type: ignore[arg-type]
+        on_reward_error=recipe.reward_server.on_reward_error,  # type: ignore[arg-type]
         record_to=recipe.reward_server.record_to,
     )
     trainer = build_trainer(recipe, examples, funcs, config)
