@@ -29,7 +29,7 @@ from pathlib import Path
 
 import grpc
 import pytest
-from conftest import RunningServer, free_port, run_module, start_server, stop_server
+from conftest import REPO, RunningServer, free_port, run_module, start_server, stop_server
 
 from reward.v1 import reward_pb2
 
@@ -357,3 +357,15 @@ def test_bad_judge_config_exits_2_naming_the_judge(case: str, tmp_path: Path) ->
     done = run_module("reward_server", "--config", str(config), "--port", "0", timeout=60)
     assert done.returncode == 2, done.stderr
     assert message in done.stderr
+
+
+def test_example_configs_load() -> None:
+    """configs/judges/: the server config's judge parses (fields from its template) and the recipe validates."""
+    from reward_server.config import load_config
+    from trainer_client.recipes import load_recipe
+
+    judges = REPO / "configs" / "judges"
+    spec = load_config(judges / "server_tourism_de.yaml").judges["helpfulness_de"]
+    assert spec.fields == ("answer",) and spec.criteria[0].choices == {"A": 1.0, "B": 0.0}
+    recipe = load_recipe(judges / "seed001_tourism_de_judge.yaml")
+    assert recipe.rewards[0].name == "helpfulness_de"
