@@ -143,7 +143,10 @@ def _import(source: Source) -> types.ModuleType:
 def _import_problem(exc: BaseException, source: Source) -> str:
     """One line: the exception, and where in the source it happened."""
     where = ""
+    text = str(exc)
     if isinstance(exc, SyntaxError) and exc.lineno:
+        # str() of a SyntaxError already ends in "(file, line N)": its message alone, the place once below.
+        text = exc.msg
         where = f"{exc.filename}:{exc.lineno}" if exc.filename != source.name else f"line {exc.lineno}"
     else:
         # The plugin's own frames (not importlib's or this module's).
@@ -153,7 +156,7 @@ def _import_problem(exc: BaseException, source: Source) -> str:
         if own:
             frame = own[-1]
             where = f"line {frame.lineno}" if frame.filename == source.name else f"{frame.filename}:{frame.lineno}"
-    message = " ".join(f"{type(exc).__name__}: {exc}".split())
+    message = " ".join(f"{type(exc).__name__}: {text}".split())
     return f"{source.spec}: does not import: {message}" + (f" ({where})" if where else "")
 
 

@@ -34,6 +34,13 @@ def test_a_file_that_does_not_import(tmp_path) -> None:
     ]
 
 
+def test_a_syntax_error_names_its_line_once(tmp_path) -> None:
+    path = write(tmp_path, "typo.py", "def live_version(completions, **kwargs:\n    return []\n")
+    (line,) = refused(tmp_path, path)
+    assert line.startswith(f"reward-server: {path}: does not import: SyntaxError: ")
+    assert line.endswith(" (line 1)") and line.count("line 1") == 1, line
+
+
 def test_a_module_that_does_not_import_and_a_missing_file(tmp_path) -> None:
     lines = refused(tmp_path, "no_such_team.rewards", "./missing.py")
     assert lines == [
