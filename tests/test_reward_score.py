@@ -1,4 +1,5 @@
-"""reward-score over JSONL against the real reward server: bad lines reported by number, nothing scored is lost."""
+"""reward-score over JSONL against the real reward server: bad lines reported by number, nothing scored is lost,
+every null score says why (a plugin file written here serves a reward per kind of failure)."""
 
 from __future__ import annotations
 
@@ -12,9 +13,12 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO, start_server, stop_server
+from outcome_plugin import write_plugin
 
 from trainer_client import RetryPolicy, RewardClient, RewardServiceError
-from trainer_client.score_cli import Summary, read_lines, score_stream
+from trainer_client.score.inputs import read_lines
+from trainer_client.score.report import Summary
+from trainer_client.score.stream import score_stream
 
 REWARD_SCORE = str(Path(sys.executable).parent / "reward-score")
 REASONED = "<reasoning>\nweil\n</reasoning>\n<answer>\n42\n</answer>\n"
@@ -46,7 +50,8 @@ def write_input(path: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    running = start_server(tmp_path_factory.mktemp("score"), "--workers", "0")
+    folder = tmp_path_factory.mktemp("score")
+    running = start_server(folder, "--workers", "0", "--rewards-from", str(write_plugin(folder)))
     yield running
     stop_server(running)
 
@@ -75,7 +80,7 @@ def test_bad_lines_are_reported_by_number_and_the_rest_is_scored(server, tmp_pat
     )
     assert done.returncode == 3, done.stderr  # finished, with bad lines skipped
     assert "line 3: not valid JSON" in done.stderr
-    assert "line 4: fields has no 'answer'" in done.stderr
+    assert "line 4: no field 'answer', which reward 'correctness_reward_func' reads; the line has []" in done.stderr
     assert "line 5: expected a JSON object, got list" in done.stderr
     assert "line 7: no 'completion'" in done.stderr
     assert "line 6" not in done.stderr and "line 1:" not in done.stderr
@@ -91,10 +96,10 @@ def test_bad_lines_are_reported_by_number_and_the_rest_is_scored(server, tmp_pat
     ]
     assert [r["total"] for r in rows] == expected.total == [2.5, 2.0, 0.0]
     # The summary table: mean, std and NaN count per reward and for the total.
-    table = done.stderr[done.stderr.index("reward ") :]
+    table = done.stderr[done.stderr.index("\nreward ") + 1 :]
     assert table.splitlines()[0].split() == ["reward", "mean", "std", "nan", "n"]
     assert table.splitlines()[2].split() == ["correctness_reward_func", "1.3333", "0.9428", "0", "3"]
-    assert "3 samples scored, 4 bad lines skipped" in done.stderr
+    assert "3 lines written, 4 bad lines skipped" in done.stderr
 
 
 def test_rewards_from_a_recipe_file_and_stdout(server, tmp_path) -> None:
@@ -141,9 +146,7 @@ def test_a_sample_the_server_refuses_is_reported_and_its_batch_still_scored(serv
         )
     )
     assert [json.loads(line)["line"] for line in out.getvalue().splitlines()] == [1, 3]
-    assert reports == [
-        "line 2: refused by the server: samples[1] has no field 'answer', which reward 'xml_correctness' reads"
-    ]
+    assert reports == ["line 2 has no field 'answer', which reward 'xml_correctness' reads (refused by the server)"]
     assert summary.scored == 2
 
 
@@ -219,3 +222,91 @@ def test_token_ids_typed_fields_and_extra_columns(server, tmp_path) -> None:
     assert rows[0]["extra_columns"]["accuracy_reward"]["solution"] == "$4$"
     assert set(rows[1]["extra_columns"]["accuracy_reward"]) == {"solution", "gold_parsed", "answer_parsed"}
     assert rows[0]["catalogue_version"] == RewardClient(server.address).catalogue().catalogue_version
+
+
+def test_a_broken_reward_writes_its_reason_and_fails_the_run(server, tmp_path) -> None:
+    source = tmp_path / "in.jsonl"
+    source.write_text("".join(json.dumps({"completion": c}) + "\n" for c in ("fine", "down", "n/a")))
+    out = tmp_path / "out.jsonl"
+    args = (str(source), "-o", str(out), "--target", server.address, "--reward", "broken_reward", "--reward", "judge")
+    done = reward_score(*args, "--no-progress")
+    assert done.returncode == 4, done.stderr  # a reward error (and an unavailable judge) is not a clean run
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["scores"] for r in rows] == [
+        {"broken_reward": None, "judge": 1.0},
+        {"broken_reward": None, "judge": None},
+        {"broken_reward": None, "judge": None},
+    ]
+    error = {"kind": "reward_error", "reason": "broken_reward raised ZeroDivisionError: division by zero"}
+    assert [r["notes"] for r in rows] == [
+        {"broken_reward": error},
+        {"broken_reward": error, "judge": {"kind": "unavailable", "reason": "judge: judge endpoint is down"}},
+        {"broken_reward": error, "judge": {"kind": "not_applicable", "reason": "nothing to judge"}},
+    ]
+    # Each distinct reason once on stderr, with its count.
+    reasons = [line for line in done.stderr.splitlines() if line.startswith("reward-score: ")]
+    assert reasons == [
+        "reward-score: broken_reward: reward_error on 3 samples: " + error["reason"],
+        "reward-score: judge: unavailable on 1 sample: judge: judge endpoint is down",
+        "reward-score: judge: not_applicable on 1 sample: nothing to judge",
+    ]
+    assert "3 lines written, 0 bad lines skipped; 4 scores are null because a reward failed" in done.stderr
+    allowed = reward_score(*args, "--no-progress", "--allow-failed")
+    assert allowed.returncode == 0, allowed.stderr
+    # Only "does not apply" is a clean run.
+    applies = tmp_path / "na.jsonl"
+    applies.write_text(json.dumps({"completion": "n/a"}) + "\n")
+    clean = reward_score(str(applies), "--target", server.address, "--reward", "judge", "--no-progress")
+    assert clean.returncode == 0 and json.loads(clean.stdout)["notes"]["judge"]["kind"] == "not_applicable"
+
+
+def test_mixed_prompt_shapes_and_flat_trl_rows(server, tmp_path) -> None:
+    chat = [{"role": "user", "content": "What is 2+2?"}]
+    lines = [
+        {"prompt": "6*7?", "completion": "\\boxed{42}", "solution": "$42$"},  # flat: solution is a column
+        {"prompt": chat, "completion": [{"role": "assistant", "content": "\\boxed{4}"}], "solution": "$4$"},
+        {"completion": "\\boxed{5}", "fields": {"solution": "$5$"}, "id": 3},  # no prompt, nested fields
+        {"prompt": "1+1?", "completion": "\\boxed{2}", "solution": "$2$", "fields": {"solution": "$3$"}},  # twice
+    ]
+    source = tmp_path / "in.jsonl"
+    source.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    done = reward_score(
+        str(source), "--target", server.address, "--reward", "prompt_chars", "--reward", "accuracy_reward"
+    )
+    assert done.returncode == 3, done.stderr  # line 4 is refused; nothing else is lost
+    assert "line 4: 'solution' is both a top-level key and in 'fields'; give it once" in done.stderr
+    rows = [json.loads(line) for line in done.stdout.splitlines()]
+    # A TRL function reading prompts gets one shape per call: the chat line is not mixed with the plain ones.
+    assert [r["line"] for r in rows] == [1, 2, 3] and rows[2]["id"] == 3
+    assert [r["scores"]["prompt_chars"] for r in rows] == [4.0, 12.0, 0.0]
+    assert [r["scores"]["accuracy_reward"] for r in rows] == [1.0, 1.0, 1.0]
+    assert all("notes" not in r for r in rows)
+
+
+def test_list_prints_the_catalogue(server) -> None:
+    done = reward_score("--list", "--target", server.address)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].split() == ["name", "aliases", "fields", "params", "source", "enabled"]
+    rows = {line.split()[0]: line.split() for line in lines[2:] if line and not line.startswith(" ")}
+    plugin = str(server.log_path.parent / "outcome_rewards.py")
+    assert rows["broken_reward"] == ["broken_reward", "-", "-", "-", plugin, "yes"]
+    assert rows["judge"] == ["judge", "-", "-", "-", plugin, "yes"]
+    assert rows["accuracy_reward"] == [
+        "accuracy_reward",
+        "-",
+        "solution",
+        'solution_field="solution"',
+        "built-in",
+        "yes",
+    ]
+    assert rows["xml_tag_count"][:3] == ["xml_tag_count", "xmlcount_reward_func", "-"]
+    assert rows["xml_tag_count"][-2:] == ["built-in", "yes"]
+    assert rows["sentiment_match"][rows["sentiment_match"].index("built-in") + 1] == "no:"
+    catalogue = RewardClient(server.address).catalogue()
+    assert done.stdout.rstrip().endswith(
+        f"{len(catalogue.rewards)} rewards (server {catalogue.server_version}, "
+        f"catalogue version {catalogue.catalogue_version})"
+    )
+    usage = reward_score("--target", server.address)
+    assert usage.returncode == 2 and "give an input file (or '-' for stdin), or --list" in usage.stderr
