@@ -94,6 +94,7 @@ class Profile:
 
 
 _KEYS = {f.name for f in dataclasses.fields(Profile)} - {"name"}
+_BAD = object()  # a setting refused (its problem recorded): the profile keeps the default
 
 
 def parse_profiles(raw: Mapping[str, Any] | None) -> tuple[dict[str, Profile], list[str]]:
@@ -120,14 +121,15 @@ def parse_profiles(raw: Mapping[str, Any] | None) -> tuple[dict[str, Profile], l
         if not isinstance(spec, Mapping):
             problems.append(f"{where}: expected a mapping with rewards, got {type(spec).__name__}")
             continue
-        found = len(problems)
         problems += [f"{where}: unknown key {k!r}; known: {', '.join(sorted(_KEYS))}" for k in spec if k not in _KEYS]
         rewards = _rewards(where, spec.get("rewards"), problems)
         values: dict[str, Any] = {"name": name, "rewards": tuple(rewards)}
         for key in sorted(_KEYS - {"rewards"}):
             if key in spec:
-                values[key] = _setting(where, key, spec[key], problems)
-        if len(problems) == found:
+                value = _setting(where, key, spec[key], problems)
+                if value is not _BAD:
+                    values[key] = value
+        if rewards:  # checked on: its rewards get their own lines even when a setting is wrong
             profile = Profile(**values)
             if profile.scores != "total" and profile.scores not in profile.names:
                 problems.append(
@@ -183,6 +185,7 @@ def _setting(where: str, key: str, value: Any, problems: list[str]) -> Any:
             value = float(value)
     if bad:
         problems.append(f"{where}.{key}: must be {bad}, got {value!r}")
+        return _BAD
     return value
 
 
