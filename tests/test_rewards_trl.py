@@ -25,6 +25,7 @@ from trl.rewards import (
 )
 
 from reward_server.errors import InvalidArgument
+from reward_server.outcomes import NoteKind
 
 #: (completion, solution): TRL's test cases for accuracy_reward, then edge cases of extraction and parsing.
 MATH_CASES = [
@@ -90,7 +91,7 @@ def test_accuracy_edge_cases() -> None:
 def test_accuracy_of_trls_unparseable_gold_is_nan_with_a_note() -> None:
     result = score("accuracy_reward", ["Answer is forty two.", r"\boxed{43}"], ["Answer is forty two."] * 2)
     assert all(math.isnan(s) for s in result.scores)
-    assert "solution did not parse" in result.notes[0]
+    assert "solution did not parse" in result.notes[0].reason and result.notes[0].kind == NoteKind.NOT_APPLICABLE
     assert result.extras["gold_parsed"] == ["[unparseable]"] * 2 and result.extras["answer_parsed"] == ["[skipped]"] * 2
 
 
