@@ -131,11 +131,13 @@ class _RemoteEngine:
     name = "remote"
     languages: Mapping[str, str] = {}
 
-    def __init__(self, url: str, parallel: int = 4) -> None:
+    def __init__(self, url: str, parallel: int = 4, margin_s: float = MARGIN_S) -> None:
         if not url:
             raise ValueError(f"{self.name}: no URL configured")
         self.url = url.rstrip("/")
         self.parallel = max(1, parallel)
+        #: Seconds an HTTP call may take beyond the program's limits before the engine counts as unavailable.
+        self.margin_s = margin_s
 
     def _run_one(self, language: str, source: str, test: TestInput, limits: RunLimits) -> TestRun:
         raise NotImplementedError
@@ -210,7 +212,7 @@ class SandboxFusionEngine(_RemoteEngine):
             "files": {},
             "fetch_files": [],
         }
-        timeout = limits.compile_time_limit_s + limits.time_limit_s + MARGIN_S
+        timeout = limits.compile_time_limit_s + limits.time_limit_s + self.margin_s
         answer = post_json(self.name, self.endpoint, payload, timeout)
         if not isinstance(answer, Mapping) or answer.get("status") not in ("Success", "Failed", "SandboxError"):
             raise EngineUnavailable(f"{self.name}: unexpected answer {str(answer)[:200]}")
@@ -248,8 +250,10 @@ class PistonEngine(_RemoteEngine):
     name = "piston"
     languages = PISTON_LANGUAGES
 
-    def __init__(self, url: str, parallel: int = 4, versions: Mapping[str, str] | None = None) -> None:
-        super().__init__(url, parallel)
+    def __init__(
+        self, url: str, parallel: int = 4, margin_s: float = MARGIN_S, versions: Mapping[str, str] | None = None
+    ) -> None:
+        super().__init__(url, parallel, margin_s)
         self.versions = dict(versions or {})
 
     @property
@@ -271,7 +275,7 @@ class PistonEngine(_RemoteEngine):
         }
         if language in _COMPILED:  # Piston refuses a compile limit above its own, even for a language without one
             payload |= {"compile_timeout": compile_ms, "compile_cpu_time": compile_ms}
-        timeout = limits.compile_time_limit_s + limits.time_limit_s + MARGIN_S
+        timeout = limits.compile_time_limit_s + limits.time_limit_s + self.margin_s
         answer = post_json(self.name, self.endpoint, payload, timeout)
         if not isinstance(answer, Mapping) or not isinstance(answer.get("run"), Mapping):
             raise EngineUnavailable(f"{self.name}: unexpected answer {str(answer)[:200]}")
