@@ -26,6 +26,18 @@ BWRAP_ENV = "REWARD_SANDBOX_BWRAP"
 DEFAULT_PYTHON = "/usr/bin/python3"
 #: Where the sandbox's code lives and runs (a size-capped tmpfs); the program's files and the test work dir.
 TMP, PROG, WORK = "/tmp", "/tmp/prog", "/tmp/work"
+#: Where the package directories of ``sandbox_python_path`` appear inside (numbered, in order).
+PYTHON_PATH = "/opt/sandbox-python-path"
+
+
+def python_path_inside(paths: tuple[str, ...] | list[str]) -> list[str]:
+    """Where each of ``paths`` is bound in the sandbox (wherever it is on the host, /tmp included).
+
+    Example:
+        >>> python_path_inside(["/srv/numpy-site", "/tmp/x"])
+        ['/opt/sandbox-python-path/0', '/opt/sandbox-python-path/1']
+    """
+    return [f"{PYTHON_PATH}/{i}" for i in range(len(paths))]
 
 
 class SandboxSetupError(RuntimeError):
@@ -146,9 +158,11 @@ def command(
     work_bytes: int,
     seccomp_fd: int,
     argv: list[str],
+    python_path: tuple[str, ...] | list[str] = (),
 ) -> list[str]:
-    """The bwrap command line: every namespace new, nothing of the host but ``binds`` (read-only), a size-capped
-    tmpfs as /tmp, /proc of its own pid namespace, a minimal /dev, a cleared environment, the seccomp filter."""
+    """The bwrap command line: every namespace new, nothing of the host but ``binds`` (read-only, where they are)
+    and ``python_path`` (read-only, at :func:`python_path_inside`), a size-capped tmpfs as /tmp, /proc of its own
+    pid namespace, a minimal /dev, a cleared environment, the seccomp filter."""
     cmd = [str(bwrap), "--unshare-all", "--die-with-parent", "--new-session", "--clearenv"]
     for link in ("/bin", "/lib", "/lib64", "/sbin"):  # merged-/usr systems: the links, not the host's dirs
         if os.path.islink(link) and os.readlink(link).lstrip("/").startswith("usr/"):
@@ -158,6 +172,8 @@ def command(
     for path in dict.fromkeys(["/usr", *binds]):
         if os.path.exists(path):
             cmd += ["--ro-bind", path, path]
+    for source, inside in zip(python_path, python_path_inside(python_path), strict=True):
+        cmd += ["--ro-bind", source, inside]
     if os.path.exists("/etc/ld.so.cache"):  # the loader's index of /usr's libraries; nothing secret
         cmd += ["--ro-bind", "/etc/ld.so.cache", "/etc/ld.so.cache"]
     uid = str(SANDBOX_UID)

@@ -252,17 +252,19 @@ class LocalEngine(_HarnessEngine):
             raise EngineUnavailable(f"local engine: {exc}") from None
 
     def binds(self, lang: Language) -> list[str]:
-        return [*lang.binds, *bwrap.interpreter_binds(self.python), *self.settings.sandbox_python_path]
+        return [*lang.binds, *bwrap.interpreter_binds(self.python)]
 
     def _popen(self, lang: Language, request: dict[str, Any]) -> tuple[subprocess.Popen[bytes], list[int], Path | None]:
         request["prog"], request["work"] = bwrap.PROG, bwrap.WORK
+        request["python_path"] = bwrap.python_path_inside(self.settings.sandbox_python_path)
         read, write = os.pipe()
         try:
             os.write(write, self.seccomp_filter)  # a few hundred bytes: fits the pipe's buffer
         finally:
             os.close(write)
         argv = [str(self.python), "-S", "-I", "-c", HARNESS]
-        cmd = bwrap.command(self.bwrap, self.binds(lang), self.sandbox_limits.work_mb << 20, read, argv)
+        python_path = self.settings.sandbox_python_path
+        cmd = bwrap.command(self.bwrap, self.binds(lang), self.sandbox_limits.work_mb << 20, read, argv, python_path)
         try:
             proc = subprocess.Popen(
                 cmd,

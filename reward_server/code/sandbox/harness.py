@@ -282,9 +282,11 @@ def main() -> None:
             out_cap=1 << 16,
         )
         ok = result["verdict"] == "ok"
-        if not ok:
-            note = "compilation timed out" if result["verdict"] == "time limit" else "compilation failed"
-            result["stderr_tail"] = (result["stderr_tail"] or note)[-STDERR_TAIL:]
+        if result["verdict"] == "time limit":
+            note = f"\ncompilation timed out after {limits['compile_time_limit_s']:g} s"
+            result["stderr_tail"] = (result["stderr_tail"] + note)[-STDERR_TAIL:]
+        elif not ok:
+            result["stderr_tail"] = result["stderr_tail"] or f"compilation failed ({result['verdict']})"
         emit({"compile": result})
         if not ok:
             emit({"done": True})
