@@ -117,18 +117,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         catalogue = service_catalogue(client, HINTS)
         if args.list:
+            client.close()
             print(listing(catalogue))
             return 0
         rewards = rewards_from_args(args)
         needed = needed_fields(rewards, catalogue.rewards)
         readers = id_readers(rewards, catalogue.rewards)
-    except (RecipeError, InputError) as exc:
-        return _error(str(exc), 2)
-    except PreflightError as exc:
-        return _error(str(exc), 1)
-    finally:
-        if args.list:
-            client.close()
+    except (RecipeError, InputError, PreflightError) as exc:
+        client.close()
+        return _error(str(exc), 1 if isinstance(exc, PreflightError) else 2)
     source: IO[str] | None = None
     total = None
     try:
