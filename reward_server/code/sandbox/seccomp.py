@@ -133,3 +133,37 @@ def build_filter(machine: str | None = None) -> bytes:
         assert all(0 <= o < 256 for o in offsets), "seccomp filter jump out of range"
         out += struct.pack("<HBBI", op, offsets[0], offsets[1], k)
     return bytes(out)
+
+
+#: What bwrap itself calls to build a sandbox (a user namespace, its mounts, pivot_root into the new root): the
+#: container's profile must allow these, though the sandboxed programs may not.
+BWRAP_NEEDS = frozenset(
+    {"unshare", "setns", "mount", "umount2", "pivot_root", "chroot", "fsopen", "fsconfig", "fsmount", "fspick"}
+    | {"move_mount", "open_tree", "mount_setattr"}
+)
+
+
+def container_profile() -> dict:
+    """The reward-server container's seccomp profile (``deploy/seccomp-bwrap.json``, Docker/OCI format).
+
+    The runtimes' default profiles refuse ``unshare``/``clone`` with CLONE_NEWUSER and ``mount``, which bwrap needs;
+    this one allows everything but the calls in :data:`DENIED` that bwrap does not need. The programs in the sandbox
+    get :func:`build_filter` on top.
+
+    Example:
+        >>> profile = container_profile()
+        >>> "bpf" in profile["syscalls"][0]["names"], "unshare" in profile["syscalls"][0]["names"]
+        (True, False)
+    """
+    names = sorted(n for n in DENIED if n not in BWRAP_NEEDS and n != "_sysctl")  # _sysctl: gone from kernels
+    return {
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32", "SCMP_ARCH_AARCH64", "SCMP_ARCH_ARM"],
+        "syscalls": [{"names": names, "action": "SCMP_ACT_ERRNO", "errnoRet": errno.EPERM}],
+    }
+
+
+if __name__ == "__main__":  # python -m reward_server.code.sandbox.seccomp > deploy/seccomp-bwrap.json
+    import json
+
+    print(json.dumps(container_profile(), indent=2))
