@@ -277,12 +277,18 @@ def contests_format(info: dict) -> dict:
 def test_every_format_scores_the_same(client: RewardClient) -> None:
     problem = BY_ID["palindromes"]
     info = problem["verification_info"]
-    call = BY_ID["two_sum"]["verification_info"]
+    call = BY_ID["two_sum"]["verification_info"]  # arguments and [result] as JSON text, as open-r1's dataset has them
+    typed_call = {
+        "language": "python",
+        "test_cases": [
+            {**t, "input": json.loads(t["input"]), "output": json.loads(t["output"])} for t in call["test_cases"]
+        ],
+    }
     lcb_call = json.dumps(
         {
             "fn_name": "two_sum",
-            "inputs": ["\n".join(json.dumps(a) for a in t["input"]) for t in call["test_cases"]],
-            "outputs": [json.dumps(t["output"][0]) for t in call["test_cases"]],
+            "inputs": ["\n".join(json.dumps(a) for a in json.loads(t["input"])) for t in call["test_cases"]],
+            "outputs": [json.dumps(json.loads(t["output"])[0]) for t in call["test_cases"]],
         }
     )
     completion = completion_of(problem["wrong"][0]["code"], "python")  # passes 1 of 3
@@ -293,10 +299,11 @@ def test_every_format_scores_the_same(client: RewardClient) -> None:
         sample(completion, apps_format(info)),
         sample(completion, contests_format(info)),
         sample(two_sum, call),
+        sample(two_sum, typed_call),
         sample(two_sum, lcb_call),
     ]
     result = client.score(samples, ["code_pass_rate"])
-    assert result.rewards[0].scores == pytest.approx([1 / 3] * 6)
+    assert result.rewards[0].scores == pytest.approx([1 / 3] * 7)
 
 
 @pytest.mark.parametrize(

@@ -115,7 +115,8 @@ TINY_GSM8K = (
 
 
 def write_tiny_dataset(path: str | Path, rows: Sequence[tuple[str, str]] = TINY_GSM8K) -> Path:
-    """Write ``rows`` as JSONL with ``question``/``answer``, plus ``solution`` (the worked text) and ``problem``."""
+    """Write ``rows`` as JSONL with ``question``/``answer``, plus ``solution`` (the worked text), ``problem``, and
+    open-r1's code columns ``problem_statement`` and ``verification_info`` (one stdin test printing the answer)."""
     import json
 
     path = Path(path)
@@ -123,5 +124,7 @@ def write_tiny_dataset(path: str | Path, rows: Sequence[tuple[str, str]] = TINY_
     with path.open("w", encoding="utf-8") as out:
         for question, answer in rows:
             record = {"question": question, "answer": answer, "problem": question, "solution": answer}
+            tests = [{"type": "stdin_stdout", "input": "", "output": answer.split("####")[-1].strip()}]
+            record |= {"problem_statement": question, "verification_info": {"language": "python", "test_cases": tests}}
             out.write(json.dumps(record, ensure_ascii=False) + "\n")
     return path

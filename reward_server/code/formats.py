@@ -9,8 +9,9 @@ Three families are read (the column may be a JSON object or a JSON string holdin
 - code_contests: ``{"public_tests" | "private_tests" | "generated_tests": {"input": [...], "output": [...]}}``
   (all three sets are used, in that order).
 
-A function-call test's input is its positional arguments: a JSON list, or text with one JSON value per line (the
-LiveCodeBench / verl convention). Its expected output is a JSON value (or JSON text); APPS and TACO wrap it in a
+A function-call test's input is its positional arguments: a JSON list, or text: in open-r1's format the JSON text of
+that list (``"[[2, 7], 9]"``, as its dataset stores it), in the APPS family one JSON value per line (LiveCodeBench's
+and verl's convention). Its expected output is a JSON value (or JSON text); APPS and TACO wrap it in a
 one-element list, so that unwrapped value is accepted too. Anything else is refused with a :class:`FormatError`
 saying what is wrong where. Pickled test data (some LiveCodeBench dumps: base64 of zlib of a pickle) is refused
 and never unpickled: unpickling runs whatever code the data names.
@@ -153,11 +154,18 @@ def _text(value: Any, where: str) -> str:
     return str(value)  # a bare number in a JSON column stands for its text
 
 
-def _call_args(value: Any, where: str) -> tuple[Any, ...]:
+def _call_args(value: Any, where: str, whole_list: bool = False) -> tuple[Any, ...]:
     if isinstance(value, list):
         return tuple(value)
     if isinstance(value, str):
         _refuse_pickle_text(value, where)
+        if whole_list:  # open-r1 / PrimeIntellect: the JSON text of the argument list
+            try:
+                args = json.loads(value)
+            except json.JSONDecodeError:
+                args = None
+            if isinstance(args, list):
+                return tuple(args)
         try:
             return tuple(json.loads(line) for line in value.split("\n") if line.strip())
         except json.JSONDecodeError as exc:
@@ -188,11 +196,10 @@ def _stdin_case(input_: Any, output: Any, where: str) -> TestCase:
     )
 
 
-def _call_case(fn_name: str, input_: Any, output: Any, where: str) -> TestCase:
+def _call_case(fn_name: str, input_: Any, output: Any, where: str, whole_list: bool = False) -> TestCase:
     expected, also = _call_expected(output, f"{where}.output")
-    return TestCase(
-        TestInput(fn_name=fn_name, args=_call_args(input_, f"{where}.input")), expected, also, input_, output
-    )
+    args = _call_args(input_, f"{where}.input", whole_list)
+    return TestCase(TestInput(fn_name=fn_name, args=args), expected, also, input_, output)
 
 
 def _open_r1(data: Mapping[str, Any]) -> Problem:
@@ -218,7 +225,7 @@ def _open_r1(data: Mapping[str, Any]) -> Problem:
             tests.append(_stdin_case(case["input"], case["output"], where))
         elif kind == "function_call":
             name = _fn_name(case.get("fn_name", data.get("fn_name")), f"{where}.fn_name")
-            tests.append(_call_case(name, case["input"], case["output"], where))
+            tests.append(_call_case(name, case["input"], case["output"], where, whole_list=True))
         else:
             raise FormatError(f"{where}.type {kind!r} is not supported (stdin_stdout or function_call)"[:200])
     return Problem(tuple(tests), language or None, "open-r1")
