@@ -86,6 +86,10 @@ class FakeEngine(ThreadingHTTPServer):
         self.limits = dict(PISTON_LIMITS)
         threading.Thread(target=self.serve_forever, daemon=True).start()
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if not isinstance(sys.exc_info()[1], BrokenPipeError | ConnectionResetError):  # a client that gave up: fine
+            super().handle_error(request, client_address)
+
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.server_address[1]}"
