@@ -470,3 +470,21 @@ def test_stop_on_failure_sends_no_more_tests(sandboxfusion: FakeEngine) -> None:
     runs = SandboxFusionEngine(sandboxfusion.url).run("python", "print(int(input()))", tests, RunLimits(), True)
     assert [r.verdict for r in runs] == [Verdict.OK, Verdict.RUNTIME_ERROR, Verdict.NOT_RUN]
     assert len(sandboxfusion.requests) == 2
+
+
+def test_a_remote_engine_without_its_url_switches_the_code_rewards_off() -> None:
+    """What the server's start-up does (engines.startup) when code_engine names a remote engine with no URL."""
+    import reward_server.rewards  # noqa: F401 - registers the code rewards
+    from reward_server.code.engines import startup
+    from reward_server.registry import REGISTRY
+    from reward_server.settings import CodeSettings
+
+    registry = REGISTRY.copy()
+    reason = startup(CodeSettings(code_engine="sandboxfusion"), registry)
+    assert reason == "sandboxfusion: no server configured (setting sandboxfusion_url, --sandboxfusion-url)"
+    for name in ("code_pass_rate", "code_passed", "open_r1_code", "open_r1_binary_code", "open_r1_code_format"):
+        assert registry.unavailable_reason(name) == reason
+    assert (
+        startup(CodeSettings(code_engine="sandboxfusion", sandboxfusion_url="http://sandbox:8080"), REGISTRY.copy())
+        == ""
+    )

@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable
 
 from reward_server import settings
-from reward_server.code.execution import Engine
+from reward_server.code.execution import Engine, EngineUnavailable
 from reward_server.code.sandbox import LocalEngine, UnsafeLocalEngine
 from reward_server.registry import Registry
 from reward_server.settings import CodeSettings
@@ -85,6 +85,10 @@ def unavailable_reason(code: CodeSettings) -> str:
         from reward_server.code.sandbox.selftest import self_test
 
         return self_test(code) or ""
+    try:
+        ENGINES[name](code)  # a remote engine without its server's URL cannot run anything
+    except EngineUnavailable as exc:
+        return str(exc)
     return ""
 
 
