@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import marshal
 import os
 import shutil
 import signal
@@ -143,7 +144,7 @@ class _HarnessEngine:
 
     def _start_and_wait(self, lang: Language, request: dict[str, Any], wall_s: float) -> tuple[bytes, bytes, int]:
         proc, fds, scratch = self._popen(lang, request)
-        data: bytes | None = json.dumps(request).encode()
+        data: bytes | None = marshal.dumps(request)  # plain values only; the harness reads it without imports
         try:
             for fd in fds:
                 os.close(fd)
@@ -168,8 +169,11 @@ class _HarnessEngine:
 
     @staticmethod
     def _kill(proc: subprocess.Popen[bytes]) -> None:
-        """SIGKILL the outer process (and its process group) and reap it: nothing of the sandbox outlives this."""
+        """SIGKILL the outer process (and its process group), reap it, and wait until the sandbox's pid namespace is
+        gone: its init (the outer process's child) exits only once the kernel has killed everything inside."""
+        inner: list[int] = []
         if proc.returncode is None:
+            inner = _children(proc.pid)
             for kill in (lambda: os.killpg(proc.pid, signal.SIGKILL), proc.kill):
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     kill()
@@ -178,6 +182,9 @@ class _HarnessEngine:
                 with contextlib.suppress(OSError):
                     stream.close()
         proc.wait()
+        deadline = time.monotonic() + 5.0
+        while any(_running(pid) for pid in inner) and time.monotonic() < deadline:
+            time.sleep(0.005)
 
     def _results(self, out: bytes, err: bytes, code: int, n: int) -> list[TestRun]:
         runs: dict[int, TestRun] = {}
@@ -212,6 +219,21 @@ class _HarnessEngine:
         why = f"the program ended the sandbox's harness (exit {code})"
         runs[started] = TestRun(Verdict.RUNTIME_ERROR, "", why)
         return [runs.get(i) or TestRun(Verdict.NOT_RUN, "", why) for i in range(n)]
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except (OSError, ValueError):
+        return []
+
+
+def _running(pid: int) -> bool:
+    """True while ``pid`` exists and is not a zombie (a zombie has released everything but its exit status)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_bytes().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except (OSError, IndexError):
+        return False
 
 
 def _test_run(event: dict[str, Any]) -> TestRun:

@@ -20,7 +20,7 @@ from reward_server.settings import CodeSettings
 FIX = (
     "fix: let unprivileged processes create user namespaces (Docker: --security-opt "
     "seccomp=deploy/seccomp-bwrap.json, or seccomp=unconfined; Kubernetes: the seccomp profile in "
-    "deploy/k8s/deployment.yaml; Ubuntu 24.04: sysctl kernel.apparmor_restrict_unprivileged_userns=0 or an AppArmor "
+    "deploy/k8s/reward-server.yaml; Ubuntu 24.04: sysctl kernel.apparmor_restrict_unprivileged_userns=0 or an AppArmor "
     "profile for bwrap; any host: sysctl user.max_user_namespaces > 0), or run programs elsewhere "
     "(code_engine: sandboxfusion or piston), or switch code rewards off (code_execution: false)"
 )
