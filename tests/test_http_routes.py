@@ -44,6 +44,7 @@ profiles:
   gsm8k:
     rewards: [{name: xml_correctness}, {name: xml_tag_count, weight: 0.5}]
     label_field: answer
+    gym_root: true
   graded:
     rewards: [{name: xml_correctness}, {name: xml_tag_count, weight: 0.5}]
     scores: xml_correctness
@@ -203,6 +204,8 @@ def test_gym_verify_echoes_the_body_with_reward_and_components(http_server) -> N
         assert set(answer["reward_components"]) == {"xml_correctness", "xml_tag_count"}
         assert answer["instance_config"] == {"mask_sample": False}
         assert {k: answer[k] for k in body} == body
+        # gym_root: the same profile at the root, where a Gym agent posts (http://host:port/verify)
+        assert httpx.post(f"{http_server.http}/verify", json=body).json() == answer
 
 
 def test_connect_score_and_list_rewards_in_canonical_json(http_server) -> None:

@@ -113,6 +113,11 @@ def build_app(backend: Backend) -> Starlette:
         Route("/gym/{profile}/seed_session", handlers.gym_seed, methods=["POST"]),
         Route("/gym/{profile}/verify", handlers.gym_verify, methods=["POST"]),
     ]
+    if any(p.gym_root for p in backend.profiles.values()):
+        routes += [
+            Route("/seed_session", handlers.gym_seed, methods=["POST"]),
+            Route("/verify", handlers.gym_verify, methods=["POST"]),
+        ]
     return Starlette(routes=routes)
 
 
@@ -204,19 +209,25 @@ class Handlers:
         except (ValueError, UnicodeDecodeError) as exc:
             raise InvalidArgument(f"request body is not JSON: {exc}") from None
 
+    def _name(self, request: Request) -> str:
+        """The route's profile: from the path, or the ``gym_root`` profile on the root Gym routes."""
+        name = request.path_params.get("profile")
+        if name is None:
+            name = next(n for n, p in self.backend.profiles.items() if p.gym_root)
+        return name
+
     def _profile(self, request: Request) -> Profile:
-        name = request.path_params["profile"]
+        name = self._name(request)
         profile = self.backend.profiles.get(name)
         if profile is None:
             known = ", ".join(sorted(self.backend.profiles)) or "none configured"
             raise HttpError(grpc.StatusCode.NOT_FOUND, f"unknown profile {name!r}; known: {known} (GET /profiles)")
         return profile
 
-    @staticmethod
-    def _method(prefix: str, request: Request, profiles: Mapping[str, Profile], suffix: str = "") -> str:
+    def _method(self, prefix: str, request: Request, suffix: str = "") -> str:
         # The profile's name only when configured: unknown names must not grow the metrics' label set.
-        name = request.path_params["profile"]
-        return f"{prefix}/{name if name in profiles else '{profile}'}{suffix}"
+        name = self._name(request)
+        return f"{prefix}/{name if name in self.backend.profiles else '{profile}'}{suffix}"
 
     async def _scored(
         self, profile: Profile, trainer: str, score_request: reward_pb2.ScoreRequest, team: Team | None
@@ -313,7 +324,7 @@ class Handlers:
             self._refuse_failure(profile, failed)
             return _json(trainers.openrlhf_answer(profile, response, failed))
 
-        return await self._call(request, self._method("/openrlhf", request, self.backend.profiles), work)
+        return await self._call(request, self._method("/openrlhf", request), work)
 
     async def slime(self, request: Request) -> Response:
         async def work(team: Team | None) -> Response:
@@ -323,14 +334,14 @@ class Handlers:
             self._refuse_failure(profile, failed, bare=profile.slime_reward_key is None)
             return _json(trainers.slime_answer(profile, response, failed[0]))
 
-        return await self._call(request, self._method("/slime", request, self.backend.profiles), work)
+        return await self._call(request, self._method("/slime", request), work)
 
     async def gym_seed(self, request: Request) -> Response:
         async def work(team: Team | None) -> Response:
             self._profile(request)
             return _json({})
 
-        return await self._call(request, self._method("/gym", request, self.backend.profiles, "/seed_session"), work)
+        return await self._call(request, self._method("/gym", request, "/seed_session"), work)
 
     async def gym_verify(self, request: Request) -> Response:
         async def work(team: Team | None) -> Response:
@@ -341,7 +352,7 @@ class Handlers:
             self._refuse_failure(profile, failed)
             return _json(trainers.gym_answer(profile, body, response, failed[0]))
 
-        return await self._call(request, self._method("/gym", request, self.backend.profiles, "/verify"), work)
+        return await self._call(request, self._method("/gym", request, "/verify"), work)
 
 
 class EmbeddedServer(uvicorn.Server):

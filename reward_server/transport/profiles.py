@@ -75,6 +75,9 @@ class Profile:
     #: slime: answer an object with every reward and the total under this key (slime's ``--reward-key``) instead
     #: of a bare number; it also carries ``failed`` (a bare number cannot say a sample failed: that is an error).
     slime_reward_key: str | None = None
+    #: Also serve this profile's Gym routes at ``/seed_session`` and ``/verify``: a Gym agent posts to a resources
+    #: server's ``http://host:port/verify`` and cannot add a path (one profile at most).
+    gym_root: bool = False
 
     def deadline(self, trainer: str) -> float:
         return self.deadline_s if self.deadline_s is not None else DEFAULT_DEADLINE_S[trainer]
@@ -139,6 +142,9 @@ def parse_profiles(raw: Mapping[str, Any] | None) -> tuple[dict[str, Profile], l
             if twice:
                 problems.append(f"{where}.rewards: {', '.join(twice)} named twice (each reward once per profile)")
             profiles[name] = profile
+    roots = [name for name, profile in profiles.items() if profile.gym_root]
+    if len(roots) > 1:
+        problems.append(f"profiles: gym_root is set on {', '.join(roots)}; the root /verify serves one profile")
     return profiles, problems
 
 
@@ -169,6 +175,8 @@ def _setting(where: str, key: str, value: Any, problems: list[str]) -> Any:
             bad = "a list of non-empty strings"
         else:
             value = tuple(value)
+    elif key == "gym_root" and not isinstance(value, bool):
+        bad = "true or false"
     elif key == "prompt_shape" and value not in ("auto", "chat"):
         bad = "'auto' or 'chat'"
     elif key == "on_failure" and value not in ("marker", "mask", "error"):
