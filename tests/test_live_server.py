@@ -12,6 +12,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 import reward_server.rewards  # noqa: F401 - registers the catalogue for in-process reference values
 from reward.v1 import reward_pb2 as pb
+from reward_server.code import rewards as code_rewards
 from reward_server.registry import REGISTRY, Batch
 
 REASONED = "<reasoning>\nSechs mal sieben\n</reasoning>\n<answer>\n42\n</answer>\n"
@@ -22,8 +23,13 @@ SAMPLES = [
     pb.Sample(prompt=[pb.ChatMessage(role="user", content="6*7?")], completion=c, fields=FIELDS)
     for c in (REASONED, THINK, MARKED, "", "Ünïcödé ✓ <answer>41</answer>")
 ]
-# Token-id rewards are checked with their ids in test_rewards_served.py (these samples carry none).
-CPU_REWARDS = [r.name for r in REGISTRY if not r.requires_model and "completion_ids" not in r.reads]
+# Token-id rewards are checked with their ids in test_rewards_served.py, code rewards with their problems in
+# test_code_rewards.py (these samples carry neither).
+CPU_REWARDS = [
+    r.name
+    for r in REGISTRY
+    if not r.requires_model and "completion_ids" not in r.reads and r.name not in code_rewards.CODE_REWARDS
+]
 
 
 def params(**values) -> struct_pb2.Struct:
