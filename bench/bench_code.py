@@ -6,7 +6,7 @@ child per test), on :class:`UnsafeLocalEngine` (no sandbox: the harness as a pla
 :class:`LocalEngine` (bwrap + seccomp + unprivileged uid), interleaved so both share the machine's noise:
 
 - latency per completion (p50, p95) and the ratio sandboxed / unsandboxed;
-- throughput: completions per second with one caller thread per core, back to back;
+- throughput: completions per second with one caller thread per core, back to back (5 alternating windows each);
 - the sandbox's own cost: an empty program with one test, on each engine (their difference is what the sandbox adds
   to every completion), and a bare ``bwrap /bin/true``.
 
@@ -93,6 +93,23 @@ def throughput(engine: Engine, jobs: list[tuple[str, str, list[TestInput]]], cal
     return {"callers": callers, "completions": sum(done), "completions_per_s": round(sum(done) / wall, 1)}
 
 
+def interleaved_throughput(
+    engines: dict[str, Engine], jobs: list[tuple[str, str, list[TestInput]]], callers: int, seconds: float
+) -> dict[str, dict]:
+    """:func:`throughput` of each engine in 5 alternating windows (order rotating), so both share the noise."""
+    totals = {name: {"callers": callers, "completions": 0, "wall_s": 0.0} for name in engines}
+    names = list(engines)
+    for r in range(5):
+        for name in names[r % len(names) :] + names[: r % len(names)]:
+            begin = time.perf_counter()
+            totals[name]["completions"] += throughput(engines[name], jobs, callers, seconds / 5)["completions"]
+            totals[name]["wall_s"] += time.perf_counter() - begin
+    for total in totals.values():
+        total["completions_per_s"] = round(total["completions"] / total["wall_s"], 1)
+        total["wall_s"] = round(total["wall_s"], 2)
+    return totals
+
+
 def bare_bwrap(repeats: int) -> dict[str, float]:
     """``bwrap --unshare-all ... /bin/true`` as the sandbox uid would start it: bwrap's own start-up."""
     bwrap = str(find_bwrap())
@@ -120,7 +137,7 @@ def main() -> None:
     latency = interleaved({name: runner(e, jobs) for name, e in engines.items()}, args.repeats, warmup=2)
     empty = [("empty", "pass\n", [TestInput()])]
     start_cost = interleaved({name: runner(e, empty) for name, e in engines.items()}, args.repeats, warmup=2)
-    rates = {name: throughput(e, jobs, args.callers, args.seconds) for name, e in engines.items()}
+    rates = interleaved_throughput(engines, jobs, args.callers, args.seconds)
     per_completion = {name: percentiles(times) for name, times in latency.items()}
     empty_stats = {name: percentiles(times) for name, times in start_cost.items()}
     payload: dict[str, Any] = {

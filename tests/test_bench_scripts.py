@@ -105,3 +105,12 @@ def test_doctests_of_the_bench_helpers(module):
 
     failed, attempted = doctest.testmod(importlib.import_module(module))
     assert attempted > 0 and failed == 0
+
+
+def test_code_sandbox_bench(tmp_path):
+    doc = run_bench("bench_code", tmp_path)
+    assert doc["tests_per_completion"] == 10 and len(doc["problems"]) >= 10
+    for engine in ("unsandboxed", "sandboxed"):
+        assert doc["per_completion"][engine]["n"] == 6 and doc["per_completion"][engine]["p50_ms"] > 0
+        assert doc["throughput"][engine]["completions"] > 0
+    assert doc["sandboxed_over_unsandboxed"] > 0 and doc["bare_bwrap"]["p50_ms"] > 0
