@@ -258,6 +258,7 @@ class Scorer:
                     )
                 finally:
                     self._busy -= len(planned)
+                    self._dispatch()  # workers freed: small requests waiting behind this one go now
         except asyncio.CancelledError:
             if slot is not None:  # the workers stop at their next sample
                 self.cancel_board.cancel(slot)

@@ -28,6 +28,7 @@ from conftest import start_server, stop_server
 from test_proto import buf_executable
 
 from reward.v1 import reward_pb2 as pb
+from reward.v1 import reward_pb2_grpc
 
 PLUGIN = '''
 def flaky_reward(completions, **kwargs):
@@ -307,3 +308,26 @@ def test_grpc_and_http_share_one_error_mapping(http_server) -> None:
     reply = httpx.post(f"{http_server.http}/reward.v1.RewardService/Score", json={"samples": [{"completion": "x"}]})
     assert reply.status_code == HTTP_STATUS[caught.value.code()] == 400
     assert reply.json()["message"] == caught.value.details()
+
+
+def test_small_calls_waiting_behind_a_large_one_are_not_stranded(http_server) -> None:
+    """Coalescing: one-sample calls that queue while a large call (its own worker trips) holds the pool go as soon
+    as it finishes, over both transports (they used to wait for the next call to arrive)."""
+    large = [COMPLETIONS[i % 4] + " " * (i % 7) for i in range(20000)]
+
+    async def main():
+        async with grpc.aio.insecure_channel(http_server.address) as channel:
+            stub = reward_pb2_grpc.RewardServiceStub(channel)
+            samples = [pb.Sample(completion=c, prompt_text=PROMPT, fields={"answer": "42"}) for c in large]
+            big = asyncio.ensure_future(stub.Score(pb.ScoreRequest(samples=samples, rewards=GSM8K), timeout=60))
+            await asyncio.sleep(0.05)  # the large call holds the worker now (it takes about a second)
+            small = [stub.Score(pb.ScoreRequest(samples=[samples[i]], rewards=GSM8K), timeout=20) for i in range(8)]
+            url = f"{http_server.http}/openrlhf/gsm8k"
+            posts = [openrlhf_post(url, openrlhf_payload([c], ["42"])) for c in large[:8]]
+            return await asyncio.gather(big, *small, *posts)
+
+    answers = asyncio.run(main())
+    totals = grpc_totals(http_server, large[:8], ["42"] * 8)
+    assert list(answers[0].total[:8]) == totals
+    assert [a.total[0] for a in answers[1:9]] == totals
+    assert [a["rewards"][0] for a in answers[9:]] == totals
