@@ -69,16 +69,15 @@ class _HarnessEngine:
     def __init__(self, settings: CodeSettings | None = None, limits: SandboxLimits | None = None) -> None:
         self.settings = settings or CodeSettings()
         self.sandbox_limits = limits or SandboxLimits()
-        limit = self.settings.code_max_concurrency or default_limit()
         self._slots_lock = threading.Lock()
         self._slots: Slots | None = None
-        self._limit = limit
 
     @property
     def slots(self) -> Slots:
+        """The server-wide limit on running sandboxes (made on first use: in the worker, which knows its server)."""
         with self._slots_lock:
             if self._slots is None:
-                self._slots = Slots(self._limit, slot_dir())
+                self._slots = Slots(self.settings.code_max_concurrency or default_limit(), slot_dir())
             return self._slots
 
     @cached_property
