@@ -2,7 +2,8 @@
 
 The expected scores are not taken from the code under test: the test sends the same messages to the same vLLM
 endpoint itself (httpx), reads the first token's top logprobs and computes Σ p(label) × value over the labels,
-normalised, and the label vLLM answered. vLLM starts once for the module (30-110 s on 2 cores).
+normalised, and the label vLLM answered. vLLM starts once for the module (30-110 s on 2 cores); the same vLLM
+judges grpo-train's step of seed 001's judge recipe.
 """
 
 from __future__ import annotations
@@ -19,8 +20,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
+import yaml
 from conftest import REPO, RunningServer, free_port, start_server, stop_server
-from tiny_models import build_tiny_causal_lm
+from test_train import finish, grpo_train, overrides, records, step_logs
+from tiny_models import build_tiny_causal_lm, write_tiny_dataset
 
 from reward.v1 import reward_pb2
 
@@ -29,6 +32,7 @@ pytestmark = pytest.mark.slow
 SYSTEM = "You judge answers to travel questions."
 CHOICES = {"A": 1.0, "B": 0.0}
 TEMPLATE = "Question: {{ prompt }}\nAnswer: {{ completion }}\nIs the answer helpful? Reply A (yes) or B (no)."
+JUDGES = REPO / "configs" / "judges"
 
 
 def user_turn(prompt: str, completion: str) -> str:
@@ -92,11 +96,11 @@ judges:
     stop_server(running)
 
 
-def direct(url: str, user: str) -> tuple[float, float]:
+def direct(url: str, user: str, system: str = SYSTEM) -> tuple[float, float]:
     """(expected value, argmax value) from the endpoint's own answer to the judge's messages."""
     body = {
         "model": "tiny",
-        "messages": [{"role": "system", "content": SYSTEM}, {"role": "user", "content": user}],
+        "messages": [{"role": "system", "content": system}, {"role": "user", "content": user}],
         "temperature": 0,
         "max_tokens": 16,
         "logprobs": True,
@@ -149,3 +153,40 @@ def test_sixteen_concurrent_callers_get_the_same_numbers(server: RunningServer) 
         together = list(pool.map(lambda _: score(server), range(16)))
     for scores in together:
         assert scores == pytest.approx(alone, rel=1e-6, abs=1e-9)
+
+
+def german_turn(question: str, reference: str, completion: str) -> str:
+    """The template of configs/judges/server_tourism_de.yaml, filled in by hand (a YAML block: one final newline)."""
+    return (
+        f"Frage: {question}\nReferenzantwort: {reference}\nAntwort: {completion}\n"
+        "Ist die Antwort hilfreich, sachlich richtig und auf Deutsch? Antworte nur mit A (ja) oder B (nein).\n"
+    )
+
+
+def test_grpo_train_trains_the_seed001_judge_recipe_one_step(vllm: str, tmp_path) -> None:
+    """grpo-train (real TRL, via remote_reward_funcs) trains configs/judges/seed001_tourism_de_judge.yaml one step
+    on a tiny model and dataset, judged by the shipped server config's helpfulness_de pointed at this vLLM."""
+    config = yaml.safe_load((JUDGES / "server_tourism_de.yaml").read_text())
+    judge = config["judges"]["helpfulness_de"]
+    judge |= {"endpoint": vllm, "model": "tiny"}
+    recipe = JUDGES / "seed001_tourism_de_judge.yaml"
+    rewards = yaml.safe_load(recipe.read_text())["rewards"]  # the recipe's own: helpfulness_de and tf-idf
+    tiny = {"model": build_tiny_causal_lm(tmp_path / "tiny"), "data": write_tiny_dataset(tmp_path / "data.jsonl")}
+    out = tmp_path / "out"
+    server = start_server(tmp_path, "--workers", "0", config=yaml.safe_dump(config))
+    try:
+        finish(grpo_train(overrides(tiny, server.address, out, 1, rewards), config=recipe))
+    finally:
+        stop_server(server)
+
+    (logged,) = step_logs(out, 1, "helpfulness_de")
+    mean = logged["rewards/helpfulness_de/mean"]
+    assert not math.isnan(mean) and 0.0 <= mean <= 1.0  # an expected value over the labels A=1, B=0
+    assert math.isfinite(logged["rewards/tfidf_similarity_reward_func/mean"])
+    assert logged["reward_service/failed"] == 0
+    # The judge scored the very completions trained on as the endpoint itself does, and TRL logged their mean.
+    (batch,) = records(out)
+    turns = [german_turn(s["prompt"][-1]["content"], s["fields"]["answer"], s["completion"]) for s in batch["samples"]]
+    own = [direct(vllm, turn, judge["system"])[0] for turn in turns]
+    assert batch["scores"]["helpfulness_de"] == pytest.approx(own, rel=1e-6, abs=1e-9)
+    assert mean == pytest.approx(sum(own) / len(own), abs=1e-6)

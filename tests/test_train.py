@@ -69,9 +69,9 @@ def overrides(tiny: dict[str, Path], target: str, out: Path, steps: int, rewards
     return [arg for key, value in values.items() for arg in ("--set", f"{key}={value}")]
 
 
-def grpo_train(args: list[str]) -> subprocess.Popen:
+def grpo_train(args: list[str], config: Path = SEED002) -> subprocess.Popen:
     return subprocess.Popen(
-        [GRPO_TRAIN, "--config", str(SEED002), *args],
+        [GRPO_TRAIN, "--config", str(config), *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
