@@ -26,7 +26,7 @@ from reward_server.code.sandbox import LocalEngine
 from reward_server.registry import REGISTRY
 from reward_server.settings import CodeSettings
 from reward_server.time_limit import SampleTimeout, time_budget
-from trainer_client.client import RewardClient
+from trainer_client.client import RetryPolicy, RewardClient
 from trainer_client.errors import RewardServiceError
 
 SUM_TWO = next(
@@ -158,6 +158,37 @@ def test_a_request_past_its_deadline_kills_its_sandboxes(server: RunningServer) 
     assert caught.value.code == grpc.StatusCode.DEADLINE_EXCEEDED
     # Well before its 60 s limit per test (×4 tests): only the cancellation can have ended it.
     assert wait_gone(tok, 20.0) == []
+
+
+def test_a_sigkilled_worker_leaves_no_sandbox_and_the_server_serves_on(server: RunningServer, client) -> None:
+    tok = token()
+    errors: list[RewardServiceError] = []
+    once = RewardClient(server.address, deadline_s=120, retry=RetryPolicy(max_attempts=1))  # a retry would rerun it
+
+    def score() -> None:
+        try:
+            once.score(
+                [sample(named(tok, "import time\ntime.sleep(100)\n"))],
+                [{"name": "code_passed", "params": {"time_limit_s": 60.0}}],
+            )
+        except RewardServiceError as exc:  # its worker died under it
+            errors.append(exc)
+
+    call = threading.Thread(target=score, daemon=True)
+    call.start()
+    wait_running(tok)
+    bwraps = [p for p in psutil.Process(server.process.pid).children(recursive=True) if p.name() == "bwrap"]
+    [outer] = [p for p in bwraps if p.parent().name() != "bwrap"]  # the other one is its namespace's init
+    worker = outer.parent()
+    assert worker.ppid() == server.process.pid
+    worker.kill()
+    # bwrap dies with the worker that started it (--die-with-parent), and its namespace with it.
+    assert wait_gone(tok, 20.0) == []
+    call.join(60)
+    once.close()
+    assert [e.code for e in errors] == [grpc.StatusCode.UNAVAILABLE]  # "a scoring worker died; retry the request"
+    again = client.score([sample(SUM_TWO["reference"])], ["code_passed"])  # on a fresh pool
+    assert again.rewards[0].scores == [1.0]
 
 
 def test_a_sigkilled_server_leaves_no_sandbox(tmp_path) -> None:
