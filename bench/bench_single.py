@@ -8,8 +8,9 @@ passes (the model batcher). This measures, side by side in alternating rounds on
 - ``batched``: the same samples in calls of ``--batch`` (``samples / batch`` concurrent calls);
 
 each over gRPC (``Score``) and over HTTP/JSON (OpenRLHF's ``POST /openrlhf/<profile>``, aiohttp as OpenRLHF sends
-it), for two workloads: the seed notebooks' per-sample CPU rewards (``cpu``) and a tiny random-weight reward
-model (``model``, reward_server.models.synthetic, BERT-style, CPU). Throughput = samples / wall time of a round;
+it), for two workloads: the seed notebooks' per-sample CPU rewards (``cpu``: regexes, tens of microseconds a
+sample), ``math_equivalence`` (``math``: math-verify, milliseconds a sample) and a tiny random-weight reward model
+(``model``, reward_server.models.synthetic, BERT-style, CPU). Throughput = samples / wall time of a round;
 the figure is the median over ``--rounds``. Goals: single ≥ 0.5 × batched (cpu), ≥ 0.8 × batched (model).
 
 Run: ``python -m bench.bench_single [--rounds 5] [--samples 256] [--batch 128]`` → ``bench/results/single.json``.
@@ -41,7 +42,11 @@ from reward.v1 import reward_pb2_grpc  # noqa: E402
 #: The seed rewards that score each sample alone (tf-idf scores a group together: one sample alone is other work)
 #: and read no field but the label (OpenRLHF sends one label per sample; solution_levenshtein reads a second field).
 CPU_REWARDS = tuple(r for r in SEED_REWARDS if r not in ("tfidf_similarity", "solution_levenshtein"))
-GOALS = {"cpu": 0.5, "model": 0.8}
+#: A CPU reward that costs milliseconds per sample (math-verify in its time-limited helper), where a call's fixed
+#: cost matters less than for the seed rewards' regexes.
+MATH_REWARDS = ("math_equivalence",)
+WORKLOADS = {"cpu": CPU_REWARDS, "math": MATH_REWARDS, "model": ("tiny_rm",)}
+GOALS = {"cpu": 0.5, "math": 0.5, "model": 0.8}
 
 
 def config_text(rewards: dict[str, list[str]], http_port: int = 0) -> str:
@@ -96,7 +101,7 @@ def main() -> None:
     if args.quick:
         args.rounds, args.samples, args.batch = 1, 16, 8
     batch = make_batch(args.samples // 8, 8, args.size)
-    completions, fields = batch.completions, batch.fields()
+    completions = batch.completions
     prompts = [
         f"<|im_start|>user\nQuestion {i // 8}<|im_end|>\n<|im_start|>assistant\n" for i in range(len(completions))
     ]
@@ -105,7 +110,7 @@ def main() -> None:
 
         model_dir = build_reward_model(Path(tmp) / "rm", "bert", hidden=64, layers=2, heads=4, intermediate=128)
         config = Path(tmp) / "server.yaml"
-        config.write_text(config_text({"cpu": list(CPU_REWARDS), "model": ["tiny_rm"]}))
+        config.write_text(config_text({name: list(rewards) for name, rewards in WORKLOADS.items()}))
         command = [sys.executable, "-m", "reward_server", "--port", "0", "--workers", str(args.workers)]
         command += ["--log-level", "WARNING", "--config", str(config), "--reward-model", f"tiny_rm={model_dir}"]
         with running(command, pattern=r"HTTP/JSON on (\S+)") as http_server:
@@ -117,8 +122,13 @@ def main() -> None:
                 address = found.group(1) if found else None
                 time.sleep(0.05)
             results = {}
-            for workload, rewards in (("cpu", CPU_REWARDS), ("model", ("tiny_rm",))):
+            for workload, rewards in WORKLOADS.items():
                 specs = [pb.RewardSpec(name=r) for r in rewards]
+                fields = batch.fields()
+                completions = batch.completions
+                if workload == "math":  # numeric references and a final box math-verify reads (right for even i)
+                    fields = [{**f, "answer": str(7 * (i // 8))} for i, f in enumerate(fields)]
+                    completions = [f"{c}\n\\boxed{{{7 * (i // 8) + i % 2}}}" for i, c in enumerate(completions)]
                 samples = [
                     pb.Sample(completion=c, prompt_text=p, fields=f)
                     for c, p, f in zip(completions, prompts, fields, strict=True)
@@ -179,6 +189,7 @@ def main() -> None:
                 "workers": args.workers,
                 "rounds": args.rounds,
                 "cpu_rewards": list(CPU_REWARDS),
+                "math_rewards": list(MATH_REWARDS),
                 "model": "tiny_rm: random-weight BERT-style classifier (hidden 64, 2 layers), CPU",
                 "http": "POST /openrlhf/<profile>, aiohttp (as OpenRLHF sends it)",
             },

@@ -46,6 +46,14 @@ def test_http_vs_grpc(tmp_path):
         assert row["grpc"]["calls"] > 0 and row["http"]["calls"] > 0 and row["grpc_over_http"] > 0
 
 
+def test_single_vs_batched(tmp_path):
+    doc = run_bench("bench_single", tmp_path)
+    assert set(doc["results"]) == {"cpu", "math", "model"}
+    for row in doc["results"].values():
+        assert set(row["samples_per_s"]) == {"grpc_single", "grpc_batched", "http_single", "http_batched"}
+        assert all(v > 0 for v in row["samples_per_s"].values())
+
+
 def test_growth_writes_json_and_plot(tmp_path):
     plot = tmp_path / "plot.png"
     doc = run_bench("bench_growth", tmp_path, "--plot", str(plot))
