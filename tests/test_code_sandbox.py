@@ -10,7 +10,6 @@ import shutil
 import struct
 import tempfile
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -151,13 +150,16 @@ def test_slots_limit_holders_across_threads(tmp_path) -> None:
     slots = Slots(2, tmp_path)
     inside, most = [0], [0]
     lock = threading.Lock()
+    two_inside = threading.Event()
 
     def hold() -> None:
         with slots.hold():
             with lock:
                 inside[0] += 1
                 most[0] = max(most[0], inside[0])
-            time.sleep(0.05)
+                if inside[0] == 2:
+                    two_inside.set()
+            two_inside.wait(10)  # the first holders stay until a second one got in
             with lock:
                 inside[0] -= 1
 
