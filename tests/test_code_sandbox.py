@@ -13,11 +13,13 @@ import threading
 from pathlib import Path
 
 import pytest
+from test_code_sandbox_escape import leftovers, named, token
 
 from reward_server.code.execution import RunLimits, TestInput, Verdict
 from reward_server.code.languages import LANGUAGES, find_language
 from reward_server.code.sandbox import LocalEngine, UnsafeLocalEngine
 from reward_server.code.sandbox import bwrap as bw
+from reward_server.code.sandbox import engine as engine_module
 from reward_server.code.sandbox.seccomp import ARCHES, DENIED, build_filter
 from reward_server.code.sandbox.slots import Slots
 from reward_server.settings import CodeSettings
@@ -209,3 +211,15 @@ def test_bwrap_command_binds_only_what_is_needed() -> None:
     assert "/" not in binds and "/etc" not in binds and "/root" not in binds and "/home" not in binds
     assert cmd[-2:] == ["--", "python3"] and "--seccomp" in cmd and "--die-with-parent" in cmd
     assert {"--unshare-all", "--clearenv", "--new-session"} <= set(cmd)
+
+
+def test_the_wall_clock_backstop_kills_a_sandbox_past_its_budget(monkeypatch) -> None:
+    """The harness enforces each test's limit; should it not, the engine kills the whole sandbox at its budget
+    (compile + tests × (limit + 0.2 s) + slack). Here the slack is made negative so that the backstop fires first."""
+    monkeypatch.setattr(engine_module, "STARTUP_SLACK_S", -0.9)
+    limits = RunLimits(time_limit_s=1.0, memory_mb=256)
+    tests, tok = [TestInput(), TestInput()], token()
+    first, second = LocalEngine().run("python", named(tok, "import time\ntime.sleep(100)\n"), tests, limits)
+    assert leftovers(tok) == []  # budget 1.5 s, and nothing of it is left
+    assert first.verdict == Verdict.TIME_LIMIT and first.stderr_tail == ""  # the harness's own limit, at 1 s
+    assert second.verdict == Verdict.TIME_LIMIT and "wall-clock limit" in second.stderr_tail  # the backstop

@@ -108,8 +108,8 @@ class _HarnessEngine:
         request = self._request(lang, source, tests, limits, stop_on_failure)
         budget = (limits.compile_time_limit_s if lang.compile else 0) + len(tests) * (limits.time_limit_s + 0.2)
         with self.slots.hold():
-            out, err, code = self._start_and_wait(lang, request, budget + STARTUP_SLACK_S)
-        return self._results(out, err, code, len(tests))
+            out, err, code, killed = self._start_and_wait(lang, request, budget + STARTUP_SLACK_S)
+        return self._results(out, err, code, len(tests), killed)
 
     def _request(
         self, lang: Language, source: str, tests: Sequence[TestInput], limits: RunLimits, stop: bool
@@ -141,7 +141,8 @@ class _HarnessEngine:
         """Start the harness; returns the process, fds to close once it started, and a directory to remove."""
         raise NotImplementedError
 
-    def _start_and_wait(self, lang: Language, request: dict[str, Any], wall_s: float) -> tuple[bytes, bytes, int]:
+    def _start_and_wait(self, lang: Language, request: dict[str, Any], wall_s: float) -> tuple[bytes, bytes, int, bool]:
+        """Run the harness; its stdout, stderr, exit status, and whether the wall-clock backstop had to kill it."""
         proc, fds, scratch = self._popen(lang, request)
         data: bytes | None = marshal.dumps(request)  # plain values only; the harness reads it without imports
         try:
@@ -151,16 +152,17 @@ class _HarnessEngine:
             while True:
                 try:
                     out, err = proc.communicate(data, timeout=0.1)  # called again after a timeout: input None
-                    return out, err, proc.returncode
+                    return out, err, proc.returncode, False
                 except subprocess.TimeoutExpired:
                     data = None
                 if cancellation.cancelled():
                     raise cancellation.RequestCancelled("request cancelled while its code ran")
-                if time.monotonic() > deadline:
-                    self._kill(proc)
-                    out, err = proc.communicate()
+                if time.monotonic() > deadline:  # a backstop: the harness enforces each test's limit itself
                     log.warning("%s engine: sandbox over its wall-clock limit of %.1f s, killed", self.name, wall_s)
-                    return out, err + b"\nsandbox killed: over its wall-clock limit", -signal.SIGKILL
+                    inner = _sigkill(proc)
+                    out, err = proc.communicate()
+                    _wait_gone(inner)
+                    return out, err, proc.returncode, True
         finally:
             self._kill(proc)
             if scratch is not None:
@@ -170,22 +172,15 @@ class _HarnessEngine:
     def _kill(proc: subprocess.Popen[bytes]) -> None:
         """SIGKILL the outer process (and its process group), reap it, and wait until the sandbox's pid namespace is
         gone: its init (the outer process's child) exits only once the kernel has killed everything inside."""
-        inner: list[int] = []
-        if proc.returncode is None:
-            inner = _children(proc.pid)
-            for kill in (lambda: os.killpg(proc.pid, signal.SIGKILL), proc.kill):
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    kill()
+        inner = _sigkill(proc) if proc.returncode is None else []
         for stream in (proc.stdin, proc.stdout, proc.stderr):
             if stream is not None:
                 with contextlib.suppress(OSError):
                     stream.close()
         proc.wait()
-        deadline = time.monotonic() + 5.0
-        while any(_running(pid) for pid in inner) and time.monotonic() < deadline:
-            time.sleep(0.005)
+        _wait_gone(inner)
 
-    def _results(self, out: bytes, err: bytes, code: int, n: int) -> list[TestRun]:
+    def _results(self, out: bytes, err: bytes, code: int, n: int, killed: bool = False) -> list[TestRun]:
         runs: dict[int, TestRun] = {}
         started: int | None = None
         done = False
@@ -211,12 +206,14 @@ class _HarnessEngine:
             return [runs[i] for i in range(n)]
         stderr = err.decode("utf-8", "replace").strip()
         if started is None:  # the harness never got to a test, or ended between two: ours to fix, not the program's
-            raise EngineUnavailable(
-                f"{self.name} engine: the sandbox failed (exit {code}): {stderr[-500:] or 'no output'}"
-            )
-        # It ended inside test ``started``: the program took the harness down with it (kill(-1), ...).
-        why = f"the program ended the sandbox's harness (exit {code})"
-        runs[started] = TestRun(Verdict.RUNTIME_ERROR, "", why)
+            what = "was killed at its wall-clock limit" if killed else f"failed (exit {code})"
+            raise EngineUnavailable(f"{self.name} engine: the sandbox {what}: {stderr[-500:] or 'no output'}")
+        if killed:  # inside test ``started``, past the whole sandbox's budget
+            why = "the sandbox was killed at its wall-clock limit"
+            runs[started] = TestRun(Verdict.TIME_LIMIT, "", why)
+        else:  # it ended inside test ``started``: the program took the harness down with it (kill(-1), ...)
+            why = f"the program ended the sandbox's harness (exit {code})"
+            runs[started] = TestRun(Verdict.RUNTIME_ERROR, "", why)
         return [runs.get(i) or TestRun(Verdict.NOT_RUN, "", why) for i in range(n)]
 
 
@@ -225,6 +222,21 @@ def _children(pid: int) -> list[int]:
         return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
     except (OSError, ValueError):
         return []
+
+
+def _sigkill(proc: subprocess.Popen[bytes]) -> list[int]:
+    """SIGKILL the outer process and its process group; returns its children (the namespace's init) to wait for."""
+    inner = _children(proc.pid)
+    for kill in (lambda: os.killpg(proc.pid, signal.SIGKILL), proc.kill):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            kill()
+    return inner
+
+
+def _wait_gone(pids: list[int], timeout_s: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while any(_running(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.005)
 
 
 def _running(pid: int) -> bool:
