@@ -163,6 +163,8 @@ class ServerConfig:
 
     def validate(self) -> None:
         """Refuse combinations that are unsafe or incomplete, naming the settings involved."""
+        if self.code_max_concurrency < 0:
+            raise ConfigError(f"code_max_concurrency must be 0 (one per core) or more, got {self.code_max_concurrency}")
         if bool(self.tls_cert_file) != bool(self.tls_key_file):
             raise ConfigError("TLS needs both tls_cert_file (--tls-cert) and tls_key_file (--tls-key)")
         if self.tls_client_ca_file and not self.tls_cert_file:

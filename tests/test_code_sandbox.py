@@ -13,6 +13,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from conftest import run_module
 from test_code_sandbox_escape import leftovers, named, token
 
 from reward_server.code.execution import RunLimits, TestInput, Verdict
@@ -223,3 +224,11 @@ def test_the_wall_clock_backstop_kills_a_sandbox_past_its_budget(monkeypatch) ->
     assert leftovers(tok) == []  # budget 1.5 s, and nothing of it is left
     assert first.verdict == Verdict.TIME_LIMIT and first.stderr_tail == ""  # the harness's own limit, at 1 s
     assert second.verdict == Verdict.TIME_LIMIT and "wall-clock limit" in second.stderr_tail  # the backstop
+
+
+def test_a_negative_concurrency_limit_is_refused_at_start(tmp_path) -> None:
+    config = tmp_path / "server.yaml"
+    config.write_text("code_max_concurrency: -1\n")
+    result = run_module("reward_server", "--config", str(config), "--port", "0", timeout=60)
+    assert result.returncode == 2
+    assert "code_max_concurrency must be 0 (one per core) or more, got -1" in result.stderr
