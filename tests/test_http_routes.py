@@ -162,6 +162,13 @@ def test_slime_gets_the_total_as_a_bare_number_or_the_object_form(http_server) -
         )
         assert bare.status_code == 200, bare.text
         assert bare.json() == grpc_totals(http_server, [completion], ["42"])[0]
+    tagged = httpx.post(
+        f"{http_server.http}/slime/gsm8k",
+        json={"prompt": PROMPT, "response": COMPLETIONS[0], "label": "42"},
+        headers={"x-request-id": "step-7-sample-3"},
+    )
+    assert tagged.headers["x-request-id"] == "step-7-sample-3"
+    assert "Score request_id=step-7-sample-3 samples=1" in http_server.log()
     messages = [{"role": "user", "content": "What is 6 x 7?"}]
     obj = httpx.post(
         f"{http_server.http}/slime/graded", json={"prompt": messages, "response": COMPLETIONS[0], "label": "42"}

@@ -155,6 +155,7 @@ class Handlers:
                 raise HttpError(grpc.StatusCode.UNAVAILABLE, "the server is shutting down; retry on another replica")
             response = await work(team)
             code = _code_of(response.status_code)
+            response.headers["x-request-id"] = REQUEST_ID.get()  # as in the server's log lines
             return response
         except HttpError as exc:
             code, reason = exc.code, str(exc)
