@@ -8,7 +8,9 @@ child per test), on :class:`UnsafeLocalEngine` (no sandbox: the harness as a pla
 - latency per completion (p50, p95) and the ratio sandboxed / unsandboxed;
 - throughput: completions per second with one caller thread per core, back to back (5 alternating windows each);
 - the sandbox's own cost: an empty program with one test, on each engine (their difference is what the sandbox adds
-  to every completion), and a bare ``bwrap /bin/true``.
+  to every completion), and a bare ``bwrap /bin/true``;
+- the served path: ``code_pass_rate`` on the same completions through a real server (one worker per core, Score
+  calls of 16 samples from 2 callers), output comparison and gRPC included.
 
 Run: ``python -m bench.bench_code [--repeats 60] [--seconds 10]`` → ``bench/results/code.json``.
 """
@@ -24,7 +26,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from bench.common import REPO, base_parser, interleaved, write_result
+from bench.common import REPO, base_parser, interleaved, start_reward_server, write_result
 from reward_server.code.execution import Engine, RunLimits, TestInput, Verdict
 from reward_server.code.sandbox import LocalEngine, UnsafeLocalEngine
 from reward_server.code.sandbox.bwrap import find_bwrap
@@ -110,6 +112,55 @@ def interleaved_throughput(
     return totals
 
 
+def served(workers: int, callers: int, seconds: float, batch: int = 16) -> dict[str, Any]:
+    """``code_pass_rate`` through a real server (sandboxed): Score calls of ``batch`` 10-test completions, each
+    sample's expected outputs in its ``verification_info``; completions per second with ``callers`` back to back."""
+    from trainer_client.client import RewardClient
+
+    samples = []
+    for line in (REPO / "reward_server" / "code" / "problems.jsonl").read_text().splitlines():
+        problem = json.loads(line)
+        info = problem["verification_info"]
+        cases = info["test_cases"]
+        if info["language"] == "python" and all(c["type"] == "stdin_stdout" for c in cases):
+            tests = [cases[i % len(cases)] for i in range(TESTS_PER_PROBLEM)]
+            completion = f"```python\n{problem['reference']}```"
+            samples.append({"completion": completion, "fields": {"verification_info": {**info, "test_cases": tests}}})
+    requests = [(samples * batch)[i : i + batch] for i in range(0, len(samples) * batch, batch)]
+    done, scores = [0] * callers, []
+    with start_reward_server(workers) as server:
+        clients = [RewardClient(server.address, deadline_s=600) for _ in range(callers)]
+        clients[0].score(requests[0], ["code_pass_rate"])  # warm: first sandbox of each worker
+        stop_at = time.perf_counter() + seconds
+
+        def call(i: int) -> None:
+            k = i
+            while time.perf_counter() < stop_at:
+                result = clients[i].score(requests[k % len(requests)], ["code_pass_rate"])
+                scores.extend(result.rewards[0].scores)
+                done[i] += batch
+                k += callers
+
+        begin = time.perf_counter()
+        threads = [threading.Thread(target=call, args=(i,)) for i in range(callers)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        wall = time.perf_counter() - begin
+        for client in clients:
+            client.close()
+    if any(score != 1.0 for score in scores):
+        raise RuntimeError("a reference solution did not score 1.0 through the server")
+    return {
+        "workers": workers,
+        "callers": callers,
+        "samples_per_call": batch,
+        "completions": sum(done),
+        "completions_per_s": round(sum(done) / wall, 1),
+    }
+
+
 def bare_bwrap(repeats: int) -> dict[str, float]:
     """``bwrap --unshare-all ... /bin/true`` as the sandbox uid would start it: bwrap's own start-up."""
     bwrap = str(find_bwrap())
@@ -151,9 +202,11 @@ def main() -> None:
         "empty_program": empty_stats,
         "sandbox_cost_ms": round(empty_stats["sandboxed"]["p50_ms"] - empty_stats["unsandboxed"]["p50_ms"], 2),
         "bare_bwrap": bare_bwrap(args.repeats),
+        "served": served(os.cpu_count() or 1, 2, args.seconds),
     }
     write_result("code", payload, args.out)
-    print(json.dumps({k: payload[k] for k in ("per_completion", "sandboxed_over_unsandboxed", "throughput")}, indent=1))
+    shown = ("per_completion", "sandboxed_over_unsandboxed", "throughput", "served")
+    print(json.dumps({k: payload[k] for k in shown}, indent=1))
 
 
 if __name__ == "__main__":

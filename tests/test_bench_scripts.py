@@ -122,3 +122,4 @@ def test_code_sandbox_bench(tmp_path):
         assert doc["per_completion"][engine]["n"] == 6 and doc["per_completion"][engine]["p50_ms"] > 0
         assert doc["throughput"][engine]["completions"] > 0
     assert doc["sandboxed_over_unsandboxed"] > 0 and doc["bare_bwrap"]["p50_ms"] > 0
+    assert doc["served"]["completions"] > 0  # and every reference solution scored 1.0 (the bench checks)
