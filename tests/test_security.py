@@ -116,7 +116,8 @@ def test_team_names_in_logs_and_metrics_and_tokens_nowhere(auth_server) -> None:
     assert "team=research" in log
     port = next(line.rsplit(":", 1)[1].split("/")[0] for line in log.splitlines() if "metrics on" in line)
     page = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
-    assert 'reward_requests_total{code="OK",method="/reward.v1.RewardService/Score",team="research",transport="grpc"}' in page
+    score = 'method="/reward.v1.RewardService/Score"'
+    assert f'reward_requests_total{{code="OK",{score},team="research",transport="grpc"}}' in page
     assert 'code="UNAUTHENTICATED"' in page
     for token in TOKENS.values():
         assert token not in log and token not in page
