@@ -38,7 +38,7 @@ def to_value(value: Any, where: str = "value") -> struct_pb2.Value:
     """A JSON-like Python value as a ``Value``; raises TypeError naming ``where`` for anything else.
 
     Example:
-        >>> to_value({"test_cases": [1, "a"]}).struct_value["test_cases"].list_value.values[1].string_value
+        >>> to_value({"test_cases": [1, "a"]}).struct_value.fields["test_cases"].list_value.values[1].string_value
         'a'
     """
     out = struct_pb2.Value()
@@ -65,8 +65,8 @@ def from_value(value: struct_pb2.Value) -> Any:
     """A ``Value`` as a plain Python value; whole numbers come back as ``int`` (JSON has one number type).
 
     Example:
-        >>> from_value(to_value({"n": 42, "x": 0.5, "ok": True, "none": None, "l": ["a"]}))
-        {'n': 42, 'x': 0.5, 'ok': True, 'none': None, 'l': ['a']}
+        >>> sorted(from_value(to_value({"n": 42, "x": 0.5, "ok": True, "none": None, "l": ["a"]})).items())
+        [('l', ['a']), ('n', 42), ('none', None), ('ok', True), ('x', 0.5)]
         >>> from_value(to_value([{}, []]))
         [{}, []]
     """
