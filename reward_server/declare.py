@@ -150,9 +150,15 @@ def sample_reward(
     reads: Sequence[str] = (),
     check: Callable[..., None] | None = None,
     check_fields: Mapping[str, Callable[[Any], None]] | None = None,
+    own_time_limits: bool = False,
     **field_params: str,
 ) -> Callable:
     """Register ``fn(completion, *field_values, **params) -> float | None | SampleScore`` as reward ``name``.
+
+    ``own_time_limits=True`` says the function bounds each sample's time itself, by its params (the code
+    rewards: a limit per test and a wall-clock kill of the sandbox), so the server's ``sample_timeout_s`` does
+    not cut it off: a program that loops forever must score its time-limit verdict, not a NaN that spares it
+    the penalty.
 
     ``field_params`` declares the fields the function reads, in positional order after the
     completion, e.g. ``reference_field="answer"``: the param ``reference_field`` (default
@@ -176,7 +182,8 @@ def sample_reward(
             params = _without(params, field_params)
             result = BatchResult([])
             n = len(batch)
-            with sample_budgets(settings.current().sample_timeout_s) as start_sample:
+            budget = None if own_time_limits else settings.current().sample_timeout_s
+            with sample_budgets(budget) as start_sample:
                 for i, completion in enumerate(batch.completions):
                     if cancelled():
                         raise RequestCancelled(f"{name}: request cancelled after {i} of {n} samples")

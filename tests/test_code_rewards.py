@@ -138,9 +138,11 @@ def solutions() -> Iterator[tuple[dict, str, str, int]]:
 
 
 SOLUTIONS = list(solutions())
-#: Per-test limit here: the infinite loop of prefix_sums costs 3 × this in code_pass_rate, within the sample budget.
-#: (open-r1's script waits 5 s; a program that never ends scores 0 there either way.)
+#: Per-test limit here: the infinite loop of prefix_sums costs 3 × this in code_pass_rate, three times the server's
+#: sample budget (SAMPLE_BUDGET_S): code rewards bound their own time, so it still scores its time-limit verdicts (0),
+#: never a NaN that would spare it the penalty. (open-r1's script waits 5 s; a program that never ends scores 0.)
 TIME_LIMIT_S = 1.0
+SAMPLE_BUDGET_S = 1.0
 
 
 def sample(completion: str, info: Any) -> dict:
@@ -149,7 +151,9 @@ def sample(completion: str, info: Any) -> dict:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    running = start_server(tmp_path_factory.mktemp("code"), "--workers", "2")
+    running = start_server(
+        tmp_path_factory.mktemp("code"), "--workers", "2", config=f"sample_timeout_s: {SAMPLE_BUDGET_S}"
+    )
     yield running
     stop_server(running)
 

@@ -77,9 +77,11 @@ def code_params(
 
 
 #: How every test-running code reward is declared: its params checked, its test column checked up front.
+#: The engine bounds each sample by its tests' limits, so the server's per-sample budget does not apply.
 CODE_REWARD_ARGS: dict[str, Any] = {
     "check": code_params,
     "check_fields": VERIFICATION_CHECKS,
+    "own_time_limits": True,
     "verification_field": "verification_info",
 }
 
@@ -180,9 +182,7 @@ def _strict(completion: str, verification_info: str, score_of: Any, **params: An
     return SampleScore(score_of(verdicts), {VERDICTS: summarize(verdicts, why)})
 
 
-@sample_reward(
-    "code_pass_rate", check=code_params, check_fields=VERIFICATION_CHECKS, verification_field="verification_info"
-)
+@sample_reward("code_pass_rate", **CODE_REWARD_ARGS)
 def code_pass_rate(
     completion: str,
     verification_info: str,
@@ -227,9 +227,7 @@ def code_pass_rate(
     )
 
 
-@sample_reward(
-    "code_passed", check=code_params, check_fields=VERIFICATION_CHECKS, verification_field="verification_info"
-)
+@sample_reward("code_passed", **CODE_REWARD_ARGS)
 def code_passed(
     completion: str,
     verification_info: str,
