@@ -19,7 +19,7 @@ from reward_server import metrics
 from reward_server.outcomes import NoteKind
 
 if TYPE_CHECKING:
-    from reward_server.scoring import RewardOutcome
+    from reward_server.calls import RewardOutcome
 
 log = logging.getLogger("reward_server.outcomes")
 
@@ -80,7 +80,7 @@ def report_outcomes(outcomes: Sequence[RewardOutcome], n_samples: int, request_i
         _last_used[outcome.name] = now
         metrics.REWARD_SECONDS.labels(outcome.name).observe(outcome.elapsed_ms / 1000)
         metrics.SAMPLES.labels(outcome.name).inc(n_samples)
-        counts = outcome.counts()
+        counts = outcome.counts
         for kind, count in counts.items():
             if count:
                 metrics.OUTCOMES.labels(outcome.name, kind).inc(count)

@@ -21,6 +21,7 @@ from google.protobuf.message import DecodeError
 from reward.v1 import reward_pb2, reward_pb2_grpc
 from reward.values import from_value
 from reward_server import __version__
+from reward_server.calls import RewardCall, Samples
 from reward_server.errors import (
     FailedPrecondition,
     InvalidArgument,
@@ -31,7 +32,7 @@ from reward_server.errors import (
 from reward_server.interceptors import REQUEST_ID, pushback
 from reward_server.registry import Param, Prompt, Registry, Reward
 from reward_server.reporting import report_outcomes
-from reward_server.scoring import RewardCall, Samples, Scorer
+from reward_server.scoring import Scorer
 from reward_server.settings import Limits
 
 log = logging.getLogger(__name__)
@@ -192,7 +193,7 @@ async def score_message(
                 ],
                 elapsed_ms=o.elapsed_ms,
                 extra_columns=[reward_pb2.ExtraColumn(name=k, values=v) for k, v in o.extras.items()],
-                counts=reward_pb2.OutcomeCounts(**o.counts()),
+                counts=reward_pb2.OutcomeCounts(**o.counts),
             )
             for o in outcomes
         ],

@@ -15,11 +15,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import reward_server.rewards  # noqa: F401 - registers the catalogue
+from reward_server.calls import Job, RewardCall, Samples
 from reward_server.config import ServerConfig
 from reward_server.outcomes import Note, NoteKind
 from reward_server.planning import Planned, Split, plan_tasks, split_of
 from reward_server.registry import REGISTRY, Batch, BatchResult
-from reward_server.scoring import Job, RewardCall, Samples, Scorer
+from reward_server.scoring import Scorer
 from reward_server.server import make_executor, warm_up
 from reward_server.worker import PartResult
 
@@ -85,7 +86,7 @@ def test_merge_puts_scores_and_notes_back_at_request_indices():
     assert outcome.scores[0] == 0.0 and outcome.scores[2] == 0.5 and outcome.scores[3] == 0.5
     assert math.isnan(outcome.scores[1]) and outcome.notes == {1: Note("over budget", NoteKind.TIME_LIMIT)}
     assert (outcome.elapsed_ms, outcome.weight) == (3.0, 2.0)
-    assert outcome.counts() == {"scored": 3, "not_applicable": 0, "reward_error": 0, "time_limit": 1, "unavailable": 0}
+    assert outcome.counts == {"scored": 3, "not_applicable": 0, "reward_error": 0, "time_limit": 1, "unavailable": 0}
 
 
 @pytest.fixture(scope="module")
