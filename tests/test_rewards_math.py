@@ -9,6 +9,7 @@ import math
 
 import pytest
 
+from reward_server.outcomes import Note, NoteKind
 from reward_server.registry import SampleScore
 from reward_server.rewards.math_equiv import math_equivalence
 
@@ -77,7 +78,7 @@ def test_unparsable_reference_is_nan_with_a_note(completion, reference):
 
     result = score("math_equivalence", [completion], [reference])
     assert math.isnan(result.scores[0])
-    assert result.notes[0] == f"reference did not parse as math: {reference!r}"
+    assert result.notes[0] == Note(f"reference did not parse as math: {reference!r}", NoteKind.NOT_APPLICABLE)
 
 
 def test_unparsable_reference_returns_no_score():
