@@ -27,7 +27,7 @@ class Samples:
 
     ``fields[i]`` maps sample i's field names to values: text, or JSON-typed values. The prompts
     (text or chat turns) and token ids are properties, so that a transport can build them only
-    when a requested reward reads them (see ``servicer.RequestSamples``).
+    when a requested reward reads them (see ``transport.grpc_servicer.RequestSamples``).
     """
 
     def __init__(

@@ -1,6 +1,6 @@
 """Domain errors of the reward service.
 
-Reward and scoring code raises these; the transport layer (``servicer``) maps them to gRPC
+Reward and scoring code raises these; the transport layer (``transport.grpc_servicer``) maps them to gRPC
 status codes in one place, :data:`STATUS_OF`. Messages name the problem precisely (which
 sample, which field, which param) because they travel to the caller verbatim.
 """

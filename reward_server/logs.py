@@ -6,7 +6,7 @@ import json
 import logging
 import time
 
-from reward_server.interceptors import REQUEST_ID, TEAM
+from reward_server.transport.interceptors import REQUEST_ID, TEAM
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [team=%(team)s request_id=%(request_id)s] %(message)s"
 

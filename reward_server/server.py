@@ -20,7 +20,6 @@ from reward_server.cancellation import CancelBoard
 from reward_server.code.engines import startup as code_startup
 from reward_server.config import ConfigError, ServerConfig
 from reward_server.healthcheck import REWARD_SERVICE
-from reward_server.interceptors import ServerInterceptor
 from reward_server.judges.startup import Judges, start_judges
 from reward_server.models.startup import LoadedModels, load_model_rewards
 from reward_server.plugins import Catalogue, load_catalogue
@@ -28,7 +27,8 @@ from reward_server.pool import make_executor, warm_up
 from reward_server.registry import REGISTRY, Registry
 from reward_server.reload import Reloader
 from reward_server.scoring import Scorer
-from reward_server.servicer import RewardServicer, add_to_server
+from reward_server.transport.grpc_servicer import RewardServicer, add_to_server
+from reward_server.transport.interceptors import ServerInterceptor
 from reward_server.transport.profiles import Profile, check_profiles
 from reward_server.transport.server import HttpTransport
 

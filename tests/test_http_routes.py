@@ -308,7 +308,7 @@ def test_profiles_are_listed_and_requests_counted_by_transport(http_server) -> N
 
 def test_grpc_and_http_share_one_error_mapping(http_server) -> None:
     """The same refused request: gRPC's code and the HTTP status HTTP_STATUS gives that code."""
-    from reward_server.servicer import HTTP_STATUS
+    from reward_server.transport.grpc_servicer import HTTP_STATUS
 
     with pytest.raises(grpc.RpcError) as caught:
         http_server.stub().Score(pb.ScoreRequest(samples=[pb.Sample(completion="x")], rewards=[]), timeout=30)

@@ -1,10 +1,10 @@
 """The HTTP/JSON transport: a Starlette app served by uvicorn in the server's own event loop.
 
 Everything a call goes through is the gRPC transport's: the same ``Scorer`` (and so worker pool and model
-batchers), ``servicer.score_message`` with its checks, the team tokens and limits of ``auth``, the request-id and
+batchers), ``grpc_servicer.score_message`` with its checks, the team tokens and limits of ``auth``, the request-id and
 team context of ``interceptors`` (and its in-flight count, so one drain on shutdown waits for both transports), the
-request metrics (labelled ``transport="http"``) and one error mapping (``servicer.status_for`` then
-``servicer.HTTP_STATUS``).
+request metrics (labelled ``transport="http"``) and one error mapping (``grpc_servicer.status_for`` then
+``grpc_servicer.HTTP_STATUS``).
 
 Routes:
 
@@ -46,11 +46,11 @@ from reward.v1 import reward_pb2
 from reward_server import metrics
 from reward_server.auth import Authenticator, Team
 from reward_server.errors import InvalidArgument, ResourceExhausted, RewardServiceError
-from reward_server.interceptors import REFUSED, REQUEST_ID, TEAM, ServerInterceptor, bearer_token, log_refused
 from reward_server.outcomes import NoteKind
 from reward_server.scoring import Scorer
-from reward_server.servicer import HTTP_STATUS, list_rewards, score_message, status_for
 from reward_server.transport import trainers
+from reward_server.transport.grpc_servicer import HTTP_STATUS, list_rewards, score_message, status_for
+from reward_server.transport.interceptors import REFUSED, REQUEST_ID, TEAM, ServerInterceptor, bearer_token, log_refused
 from reward_server.transport.profiles import Profile
 
 log = logging.getLogger(__name__)

@@ -29,11 +29,11 @@ from reward_server.errors import (
     RewardServiceError,
     Unavailable,
 )
-from reward_server.interceptors import REQUEST_ID, pushback
 from reward_server.registry import Param, Prompt, Registry, Reward
 from reward_server.reporting import report_outcomes
 from reward_server.scoring import Scorer
 from reward_server.settings import Limits
+from reward_server.transport.interceptors import REQUEST_ID, pushback
 
 log = logging.getLogger(__name__)
 
