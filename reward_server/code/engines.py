@@ -23,7 +23,8 @@ log = logging.getLogger(__name__)
 
 #: Engine name → factory. The remote engines (reward_server.code.remote) add theirs.
 ENGINES: dict[str, Callable[[CodeSettings], Engine]] = {"local": LocalEngine, "unsafe-local": UnsafeLocalEngine}
-#: Names of the rewards that run code: switched off together when code cannot run (the rewards module adds them).
+#: Names of the rewards that run code: switched off together when code cannot run (the rewards module adds them
+#: when it registers them, which the server's catalogue import does before start-up runs).
 CODE_REWARDS: set[str] = set()
 
 UNSAFE_WARNING = (
@@ -101,18 +102,9 @@ def startup(code: CodeSettings, registry: Registry) -> str:
         log.warning(UNSAFE_WARNING)
     reason = unavailable_reason(code)
     if reason:
-        names = sorted(n for n in CODE_REWARDS | set(_declared()) if n in registry)
+        names = sorted(n for n in CODE_REWARDS if n in registry)
         for name in names:
             registry.disable(name, reason)
         if code.code_execution:
             log.warning("code rewards %s are unavailable: %s", ", ".join(names) or "(none loaded)", reason)
     return reason
-
-
-def _declared() -> tuple[str, ...]:
-    """The code rewards the rewards module declares (imported here, not at the top: it imports this module)."""
-    try:
-        from reward_server.code import rewards
-    except ImportError:
-        return ()
-    return tuple(getattr(rewards, "CODE_REWARDS", ()))
