@@ -346,6 +346,14 @@ BAD_CONFIGS = {
     "template": ('template: "{{ completion "\n    choices: {"A": 1}', "judges.j: the template does not parse"),
     "empty choices": ("template: x\n    choices: {}", "judges.j.choices must be a non-empty mapping"),
     "non-numeric": ('template: x\n    choices: {"A": high}', "judges.j.choices['A'] must be a finite number"),
+    "unknown filter": (
+        'template: "{{ completion | nosuch }}"\n    choices: {"A": 1}',
+        "judges.j: the template does not parse (line 1): No filter named 'nosuch'",
+    ),
+    "reserved conversation name": (
+        'template: x\n    choices: {"A": 1}\n    conversation_variable: completion',
+        "judges.j.conversation_variable 'completion' would hide the template variable",
+    ),
 }
 
 

@@ -136,7 +136,7 @@ def _render(spec: JudgeSpec, batch: Batch) -> list[list[Messages | Exception]]:
 def _sample(
     spec: JudgeSpec, criterion: Criterion, key: tuple | Exception, answers: dict, mode: str
 ) -> _Score | JudgeFailure:
-    """One sample's score for one criterion, or why it has none (a bad answer is counted once per call)."""
+    """One sample's score for one criterion, or why it has none (a bad answer counts once per sample it scores)."""
     if isinstance(key, Exception):
         return _bad(spec, "template", f"the template failed on this sample: {type(key).__name__}: {key}")
     answer: JudgeAnswer | JudgeFailure = answers[key]

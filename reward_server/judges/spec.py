@@ -193,11 +193,15 @@ def template_variables(where: str, source: str) -> set[str]:
 
     from reward_server.judges.templates import ENVIRONMENT
 
+    # Compiling (not only parsing) is what finds an unknown filter or test; TemplateAssertionError is a
+    # TemplateSyntaxError, so both end here as one line naming the judge.
     try:
         parsed = ENVIRONMENT.parse(source)
+        ENVIRONMENT.compile(parsed)
+        variables = set(meta.find_undeclared_variables(parsed))
     except TemplateSyntaxError as exc:
         raise JudgeConfigError(f"{where}: the template does not parse (line {exc.lineno}): {exc.message}") from None
-    return set(meta.find_undeclared_variables(parsed)) - set(ENVIRONMENT.globals)
+    return variables - set(ENVIRONMENT.globals)
 
 
 _KEYS = (
@@ -346,6 +350,11 @@ def _check(where: str, spec: JudgeSpec) -> None:
         )
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", spec.conversation_variable):
         raise JudgeConfigError(f"{where}.conversation_variable must be a template variable name")
+    if spec.conversation_variable in RESERVED:
+        raise JudgeConfigError(
+            f"{where}.conversation_variable {spec.conversation_variable!r} would hide the template variable of that"
+            f" name; choose another (reserved: {', '.join(RESERVED)})"
+        )
     if spec.api_key_env and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", spec.api_key_env):
         raise JudgeConfigError(
             f"{where}.api_key_env must name an environment variable (the key itself never goes in the config)"
