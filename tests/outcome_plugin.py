@@ -19,6 +19,12 @@ def prompt_chars(prompts, completions, **kwargs):
     return [float(len(p if isinstance(p, str) else p[-1]["content"])) for p in prompts]
 
 
+def short_log(completions, log_extra=None, **kwargs):
+    """Scores every completion 0.5 but logs a column one value short: the scores stand, the column is dropped."""
+    log_extra("verdict", ["ok"] * (len(completions) - 1))
+    return [0.5 for _ in completions]
+
+
 @sample_reward("judge")
 def judge(completion: str) -> float | SampleScore | None:
     """1.0; a completion "down" finds the judge down, one "n/a" is not judged."""

@@ -12,7 +12,7 @@ from conftest import start_server, stop_server
 from outcome_plugin import write_plugin
 
 from reward.v1 import reward_pb2 as pb
-from trainer_client import Outcome, PreflightError, RemoteRewardError, RewardClient, remote_reward_funcs
+from trainer_client import Outcome, PreflightError, RemoteRewardError, RewardClient, SampleOutcome, remote_reward_funcs
 from trainer_client.trl_adapter import FAILED_SAMPLES_METRIC, NAN_METRIC
 
 ADAPTER_LOG = "trainer_client.trl_adapter"
@@ -102,6 +102,23 @@ def test_other_kinds_become_none_with_each_reason_logged_once(client, caplog) ->
     assert "unavailable on 2 of 4 samples of a batch (first: sample 0)" in reasons[0][1]
     assert reasons[0][1].endswith("judge endpoint is down (each distinct reason is logged once)")
     assert "not_applicable on 1 of 4 samples" in reasons[1][1] and "nothing to judge" in reasons[1][1]
+
+
+def test_a_note_on_a_scored_sample_is_kept_and_logged(client, caplog) -> None:
+    """A TRL function's log_extra column of the wrong length is dropped: the scores stand and the note says so."""
+    result = client.score([{"completion": c} for c in ("a", "b")], ["short_log"])
+    dropped = "short_log: log_extra('verdict') got 1 values for 2 completions; dropped"
+    assert result.outcomes("short_log") == [SampleOutcome(Outcome.SCORED, dropped)] * 2
+    assert result.counts["short_log"].scored == 2 and result["short_log"] == [0.5, 0.5]
+    funcs = remote_reward_funcs(client, ["short_log"])  # a scored sample's note never raises
+    with caplog.at_level(logging.WARNING, logger=ADAPTER_LOG):
+        ((scores,), _) = trl_call(funcs, ["a", "b"])
+    assert scores == [0.5, 0.5]
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings == [
+        f"reward short_log: scored on 2 of 2 samples of a batch (first: sample 0), the scores stand: {dropped}"
+        " (each distinct reason is logged once)"
+    ]
 
 
 def test_a_typo_fails_when_the_functions_are_built(server, client) -> None:

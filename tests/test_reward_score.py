@@ -260,6 +260,20 @@ def test_a_broken_reward_writes_its_reason_and_fails_the_run(server, tmp_path) -
     assert clean.returncode == 0 and json.loads(clean.stdout)["notes"]["judge"]["kind"] == "not_applicable"
 
 
+def test_a_scored_sample_keeps_its_note(server, tmp_path) -> None:
+    """A note on a finite score (a dropped log_extra column) is written on its line and tallied; the run is clean."""
+    source = tmp_path / "in.jsonl"
+    source.write_text("".join(json.dumps({"completion": c}) + "\n" for c in ("a", "b")))
+    done = reward_score(str(source), "--target", server.address, "--reward", "short_log", "--no-progress")
+    assert done.returncode == 0, done.stderr
+    dropped = "short_log: log_extra('verdict') got 1 values for 2 completions; dropped"
+    rows = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [(r["scores"], r["notes"]) for r in rows] == [
+        ({"short_log": 0.5}, {"short_log": {"kind": "scored", "reason": dropped}})
+    ] * 2
+    assert f"reward-score: short_log: scored on 2 samples: {dropped}" in done.stderr.splitlines()
+
+
 def test_mixed_prompt_shapes_and_flat_trl_rows(server, tmp_path) -> None:
     chat = [{"role": "user", "content": "What is 2+2?"}]
     lines = [

@@ -113,7 +113,8 @@ def sample_outcomes(
     scores: Sequence[float], reasons: Mapping[int, str], kinds: Mapping[int, Outcome]
 ) -> list[SampleOutcome]:
     """One outcome per sample: scored where the score is finite, else the note's kind and reason (a NaN without
-    a note does not apply).
+    a note does not apply). A scored sample keeps its note's reason: the score stands, and the note says what
+    else went wrong (a TRL function's ``log_extra`` column that had to be dropped).
 
     Example:
         >>> sample_outcomes([1.0, math.nan, math.nan], {1: "boom"}, {1: Outcome.REWARD_ERROR})
@@ -121,9 +122,11 @@ def sample_outcomes(
         [SampleOutcome(kind=<Outcome.SCORED: 'scored'>, reason=''),
          SampleOutcome(kind=<Outcome.REWARD_ERROR: 'reward_error'>, reason='boom'),
          SampleOutcome(kind=<Outcome.NOT_APPLICABLE: 'not_applicable'>, reason='')]
+        >>> sample_outcomes([0.5], {0: "log_extra column 'x' dropped"}, {0: Outcome.REWARD_ERROR})
+        [SampleOutcome(kind=<Outcome.SCORED: 'scored'>, reason="log_extra column 'x' dropped")]
     """
     return [
-        SampleOutcome(Outcome.SCORED)
+        SampleOutcome(Outcome.SCORED, reasons.get(i, ""))
         if not math.isnan(score)
         else SampleOutcome(kinds.get(i, Outcome.NOT_APPLICABLE), reasons.get(i, ""))
         for i, score in enumerate(scores)
@@ -154,7 +157,7 @@ class ReasonTally:
         self._per_reward: Counter[str] = Counter()
 
     def add(self, reward: str, outcome: SampleOutcome, n: int = 1) -> bool:
-        """Count ``n`` samples of ``outcome`` (not SCORED); True the first time this reason is seen."""
+        """Count ``n`` samples of ``outcome`` (a NaN's, or a scored sample's note); True the first time it is seen."""
         key = (reward, outcome.kind, outcome.reason)
         if key in self.counts:
             self.counts[key] += n

@@ -274,7 +274,7 @@ class RemoteRewards:
         for reward in result.rewards:
             seen: dict[tuple[Outcome, str], list[int]] = {}
             for i, outcome in enumerate(reward.outcomes):
-                if outcome.kind is not Outcome.SCORED:
+                if outcome.kind is not Outcome.SCORED or outcome.reason:  # a scored sample's note is logged too
                     seen.setdefault((outcome.kind, outcome.reason), []).append(i)
             for (kind, reason), indices in seen.items():
                 capped = self._capped(reward.requested)
@@ -282,13 +282,14 @@ class RemoteRewards:
                     level = logging.INFO if kind is Outcome.NOT_APPLICABLE else logging.WARNING
                     log.log(
                         level,
-                        "reward %s: %s on %d of %d samples of a batch (first: sample %d), scored None: %s "
+                        "reward %s: %s on %d of %d samples of a batch (first: sample %d), %s: %s "
                         "(each distinct reason is logged once)",
                         reward.requested,
                         kind.value,
                         len(indices),
                         len(reward.scores),
                         indices[0],
+                        "the scores stand" if kind is Outcome.SCORED else "scored None",
                         reason or "(no reason given)",
                     )
                 elif not capped and self._capped(reward.requested):

@@ -25,7 +25,7 @@ class Summary:
 
     def add(self, name: str, value: float, outcome: SampleOutcome | None = None) -> None:
         self.scores[name].append(value)
-        if outcome is not None and outcome.kind is not Outcome.SCORED:
+        if outcome is not None and (outcome.kind is not Outcome.SCORED or outcome.reason):
             self.reasons.add(name, outcome)
 
     @property

@@ -98,7 +98,7 @@ def write_batch(out: IO[str], scored: list[Scored], names: Sequence[str], summar
         for name, (scores, outcomes) in view.items():
             outcome = outcomes[i]
             summary.add(name, scores[i], outcome)
-            if outcome.kind is not Outcome.SCORED:
+            if outcome.kind is not Outcome.SCORED or outcome.reason:  # a scored sample's note too
                 notes[name] = {"kind": outcome.kind.value, **({"reason": outcome.reason} if outcome.reason else {})}
         summary.add("total", result.total[i])
         if notes:
