@@ -159,6 +159,13 @@ class RewardServer:
     async def start(self) -> str:
         try:
             self._bind()
+            # The HTTP port is claimed here too, before the sandbox self-test, models and judges: a port in use
+            # fails in a moment, not after minutes of model loading.
+            if self.config.http_port is not None:
+                try:
+                    self.http = HttpTransport.bind(self.config.host, self.config.http_port)
+                except OSError as exc:
+                    raise AddressInUse(str(exc)) from None
             # Code rewards: served only where the sandbox passes its self-test (or its engine is remote) and the
             # operator has not switched them off; otherwise ListRewards says why.
             code_startup(self.config.code_settings(), self.registry)
@@ -167,11 +174,6 @@ class RewardServer:
             self.judges = await start_judges(self.config.judges, self.registry)
             # Profiles name rewards, so they are checked against the catalogue once every reward is registered.
             self.profiles = check_profiles(self.config.profiles, self.registry)
-            if self.config.http_port is not None:
-                try:
-                    self.http = HttpTransport.bind(self.config.host, self.config.http_port)
-                except OSError as exc:
-                    raise AddressInUse(str(exc)) from None
         except BaseException:
             self.executor.shutdown(wait=False, cancel_futures=True)
             raise

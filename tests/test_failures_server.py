@@ -146,10 +146,10 @@ def test_a_reload_names_added_and_removed_rewards_and_warns_about_one_in_use(tmp
         stop_server(server)
 
 
-def _start_expecting_exit(port: int) -> tuple[subprocess.CompletedProcess, float]:
+def _start_expecting_exit(port: int, *extra: str) -> tuple[subprocess.CompletedProcess, float]:
     start = time.monotonic()
     done = subprocess.run(
-        [sys.executable, "-m", "reward_server", "--port", str(port), "--workers", "1"],
+        [sys.executable, "-m", "reward_server", "--port", str(port), "--workers", "1", *extra],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -162,10 +162,46 @@ def test_a_port_held_by_another_program_is_one_line_and_exit_2() -> None:
     with socket.socket() as holder:
         holder.bind(("127.0.0.1", 0))
         holder.listen()
-        done, _ = _start_expecting_exit(holder.getsockname()[1])
+        done, elapsed = _start_expecting_exit(holder.getsockname()[1])
     assert done.returncode == 2
     lines = (done.stdout + done.stderr).strip().splitlines()
     assert len(lines) == 1 and "Address already in use" in lines[0], lines
+    # Before any worker starts: the interpreter's imports, not a pool's start-up (a generous bound for 2 busy
+    # cores; a worker pool plus its warm-up alone takes longer).
+    assert elapsed < 15, elapsed
+
+
+def test_an_http_port_in_use_is_one_line_and_exit_2_before_anything_loads(tmp_path) -> None:
+    """--http-port is claimed with the gRPC port, before the sandbox self-test, models and judges: the judge
+    declared here (its endpoint a closed port) would warn at start-up if the judges came first."""
+    config = tmp_path / "judge.yaml"
+    config.write_text(
+        "judges:\n  j:\n    endpoint: http://127.0.0.1:9/v1\n    model: m\n    template: x\n    choices: {A: 1}\n"
+    )
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        http_port = holder.getsockname()[1]
+        done, elapsed = _start_expecting_exit(0, "--http-port", str(http_port), "--config", str(config))
+    assert done.returncode == 2
+    lines = (done.stdout + done.stderr).strip().splitlines()
+    assert len(lines) == 1 and f"cannot listen for HTTP on 127.0.0.1:{http_port}" in lines[0], lines
+    assert "Address already in use" in lines[0] and elapsed < 15, (lines, elapsed)
+
+
+def test_reuse_port_lets_a_second_server_share_the_port_when_asked(tmp_path) -> None:
+    """--reuse-port is the opt-in to gRPC's SO_REUSEPORT: with it on both servers, the second one starts."""
+    first = start_server(tmp_path, "--workers", "0", "--reuse-port")
+    try:
+        port = int(first.address.rsplit(":", 1)[1])
+        second = start_server(tmp_path, "--workers", "0", "--reuse-port", "--port", str(port))
+        try:
+            assert second.address == first.address
+            assert second.stub().Score(_request("xml_tag_count", n=1), timeout=30).results[0].counts.scored == 1
+        finally:
+            stop_server(second)
+    finally:
+        stop_server(first)
 
 
 def test_a_second_reward_server_on_the_same_port_exits_2_instead_of_sharing_it(tmp_path) -> None:
