@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import datetime
+import json
 import subprocess
 import urllib.request
 from pathlib import Path
 
 import grpc
 import pytest
-from conftest import run_module, start_server, stop_server
+from conftest import REPO, run_module, start_server, stop_server
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -84,6 +85,35 @@ def test_every_rpc_needs_a_valid_token_but_health_stays_open(auth_server) -> Non
     assert health.Check(health_pb2.HealthCheckRequest(), timeout=5).status == health_pb2.HealthCheckResponse.SERVING
     assert list(stub.Score(REQUEST, metadata=bearer("research"), timeout=10).results[0].scores) == [2.0]
     assert stub.ListRewards(pb.ListRewardsRequest(), metadata=bearer("partner"), timeout=10).rewards
+
+
+def test_buf_curl_with_auth_as_the_readme_says(auth_server) -> None:
+    """README "buf curl against a server with auth": -H alone fails on reflection with buf's misleading message;
+    --reflect-header or --schema proto/ work; with --schema a wrong token shows the server's real answer."""
+    sample = {"completion": "<answer>\n7\n</answer>", "fields": {"answer": "7"}}
+    body = json.dumps({"samples": [sample], "rewards": [{"name": "xml_integer"}]})
+    url = f"http://{auth_server.address}/reward.v1.RewardService/Score"
+    token = f"authorization: Bearer {TOKENS['research']}"
+
+    def curl(*args: str) -> subprocess.CompletedProcess:
+        command = [buf_executable(), "curl", "--protocol", "grpc", "--http2-prior-knowledge", *args, "-d", body, url]
+        return subprocess.run(command, capture_output=True, text=True, timeout=60, cwd=REPO)
+
+    header_only = curl("-H", token)
+    assert header_only.returncode != 0
+    assert 'failed to find service named "reward.v1.RewardService" in schema' in header_only.stderr
+    for way in (("--reflect-header", token), ("--schema", "proto/")):
+        done = curl("-H", token, *way)
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout)["results"][0]["scores"] == [0.5]
+    wrong = curl("--schema", "proto/", "-H", "authorization: Bearer nope")
+    assert wrong.returncode != 0
+    assert json.loads(wrong.stderr)["code"] == "unauthenticated"
+    missing = curl("--schema", "proto/")
+    assert json.loads(missing.stderr) == {
+        "code": "unauthenticated",
+        "message": "missing 'authorization: Bearer <token>' metadata",
+    }
 
 
 def test_trainer_client_sends_the_token(auth_server) -> None:
