@@ -123,3 +123,17 @@ def test_code_sandbox_bench(tmp_path):
         assert doc["throughput"][engine]["completions"] > 0
     assert doc["sandboxed_over_unsandboxed"] > 0 and doc["bare_bwrap"]["p50_ms"] > 0
     assert doc["served"]["completions"] > 0  # and every reference solution scored 1.0 (the bench checks)
+
+
+def test_judges_bench(tmp_path):
+    """bench_judges end to end against a loopback stand-in endpoint (test_judges.StandIn), not vLLM: the figures
+    are the stand-in's, what is smoke-tested is the two ways, the paired rounds and the JSON."""
+    from test_judges import StandIn
+
+    stand_in = StandIn()
+    doc = run_bench("bench_judges", tmp_path, "--endpoint", stand_in.url, "--model", "fixed", timeout=120)
+    assert doc["settings"]["rounds"] == 2 and doc["first_way_per_round"] == ["direct", "service"]
+    assert all(len(rates) == 2 and min(rates) > 0 for rates in doc["rounds"].values())
+    assert len(doc["service_vs_direct_per_round"]) == 2 and doc["service_vs_direct"] > 0
+    assert stand_in.calls == 3 * 2 * 16  # warm-up and 2 rounds, both ways, 16 distinct prompts each: none sent twice
+    assert len({body["messages"][-1]["content"] for body in stand_in.bodies}) == stand_in.calls

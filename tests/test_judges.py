@@ -5,8 +5,8 @@ tested here is an endpoint that is unreachable or misbehaves, which a real vLLM 
 
 - :class:`StandIn` speaks the OpenAI chat-completions response shape with answers and logprobs the test chooses
   (so the expected scores are the test's own numbers), answers 503 once per prompt for the ``busy`` model (a
-  busy endpoint), answers prose for ``prose`` (a judge answering out of form), and counts the calls in flight
-  at once (which vLLM does not report exactly).
+  busy endpoint) and 429 once per prompt for ``limited`` (a rate limit), answers prose for ``prose`` (a judge
+  answering out of form), and counts the calls in flight at once (which vLLM does not report exactly).
 - :class:`Hang` accepts connections and never answers: a hung endpoint.
 - A closed port: an endpoint that is down.
 
@@ -44,7 +44,7 @@ class StandIn:
         self.in_flight = self.max_in_flight = self.calls = 0
         self.bodies: list[dict] = []
         self.headers: list[dict] = []
-        self._seen_busy: set[str] = set()
+        self._seen_busy: set[tuple[str, str]] = set()
         self._lock = threading.Lock()
         stand_in = self
 
@@ -53,7 +53,7 @@ class StandIn:
                 pass
 
             def do_GET(self) -> None:
-                names = ["fixed", "busy", "prose", "number", "rubric"]
+                names = ["fixed", "busy", "limited", "prose", "number", "rubric"]
                 self._json(200, {"object": "list", "data": [{"id": n, "object": "model"} for n in names]})
 
             def do_POST(self) -> None:
@@ -73,10 +73,11 @@ class StandIn:
 
             def _answer(self, body: dict) -> None:
                 model, user = body["model"], body["messages"][-1]["content"]
-                if model == "busy" and user not in stand_in._seen_busy:
-                    stand_in._seen_busy.add(user)
-                    self._json(503, {"error": "busy"}, {"Retry-After": "0"})
-                elif model in ("fixed", "busy"):
+                if model in ("busy", "limited") and (model, user) not in stand_in._seen_busy:
+                    stand_in._seen_busy.add((model, user))
+                    status = 503 if model == "busy" else 429
+                    self._json(status, {"error": "busy"}, {"Retry-After": "0"})
+                elif model in ("fixed", "busy", "limited"):
                     self._json(200, completion("A", TOP))
                 elif model == "prose":
                     self._json(200, completion("Maybe, it depends.", [("May", -0.1)]))
@@ -99,9 +100,17 @@ class StandIn:
                 self.end_headers()
                 self.wfile.write(data)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = Backlogged(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+class Backlogged(ThreadingHTTPServer):
+    """A threading HTTP server whose listen backlog takes a burst of connections (the default 5 would leave the
+    rest of a burst of 16 waiting for a SYN retransmission, a second later)."""
+
+    request_queue_size = 128
+    daemon_threads = True
 
 
 def completion(text: str, top: list[tuple[str, float]] | None = None) -> dict:
@@ -159,6 +168,11 @@ judges:
     model: busy
     max_concurrency: 2
     template: "busy {{{{ completion }}}}"
+    choices: {choices}
+  limited:
+    endpoint: {url}
+    model: limited
+    template: "limited {{{{ completion }}}}"
     choices: {choices}
   prose:
     endpoint: {url}
@@ -251,6 +265,9 @@ def test_scores_from_logprobs_and_sends_the_documented_request(server: RunningSe
     assert stand_in.headers[before]["Authorization"] == "Bearer sk-test-123"  # the key from the environment
     argmax = score(server, [plain("Rome", city="Rome")], spec("fixed", score="argmax")).results[0]
     assert list(argmax.scores) == [1.0]
+    assert stand_in.bodies[-1]["max_tokens"] == 16  # the judge's default
+    score(server, [plain("Rome", city="Rome")], spec("fixed", max_tokens=5))
+    assert stand_in.bodies[-1]["max_tokens"] == 5  # a request's own max_tokens param reaches the endpoint
 
 
 def test_a_field_the_template_uses_is_required(server: RunningServer) -> None:
@@ -330,11 +347,23 @@ def test_concurrency_limit_and_retries_under_load(server: RunningServer, endpoin
     assert stand_in.max_in_flight == 2  # 12 distinct prompts, 4 callers, max_concurrency 2
 
 
+def test_a_rate_limit_429_is_retried(server: RunningServer, endpoints: dict) -> None:
+    stand_in: StandIn = endpoints["stand_in"]
+    before = stand_in.calls
+    result = score(server, [plain("x"), plain("y")], spec("limited")).results[0]
+    assert result.scores == pytest.approx([0.8 / 0.95] * 2, rel=1e-12) and not result.notes
+    assert stand_in.calls - before == 4  # each prompt: 429 once, then answered
+
+
 def test_judge_metrics(server: RunningServer) -> None:
     port = re.search(r"metrics on http://127.0.0.1:(\d+)/metrics", server.log()).group(1)
     text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
     assert re.search(r'reward_judge_calls_total\{judge="down",outcome="unreachable"\} [1-9]', text)
     assert re.search(r'reward_judge_errors_total\{judge="hung",kind="timeout"\} [1-9]', text)
+    # Connection errors are retried (``down`` has retries: 1) and counted, as are 503 and 429 answers.
+    assert re.search(r'reward_judge_retries_total\{judge="down"\} [1-9]', text)
+    assert re.search(r'reward_judge_retries_total\{judge="busy"\} [1-9]', text)
+    assert re.search(r'reward_judge_retries_total\{judge="limited"\} [1-9]', text)
     assert re.search(r'reward_judge_calls_total\{judge="fixed",outcome="ok"\} [1-9]', text)
     assert re.search(r'reward_judge_tokens_total\{judge="fixed",type="prompt"\} [1-9]', text)
     assert 'reward_judge_call_seconds_count{judge="fixed"}' in text

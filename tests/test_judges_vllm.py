@@ -3,7 +3,8 @@
 The expected scores are not taken from the code under test: the test sends the same messages to the same vLLM
 endpoint itself (httpx), reads the first token's top logprobs and computes Σ p(label) × value over the labels,
 normalised, and the label vLLM answered. vLLM starts once for the module (30-110 s on 2 cores); the same vLLM
-judges grpo-train's step of seed 001's judge recipe.
+judges grpo-train's step of seed 001's judge recipe. The concurrency limit is counted by :class:`CountingProxy`, a
+plain HTTP proxy on loopback in front of this vLLM (vLLM does not report its requests in flight exactly).
 """
 
 from __future__ import annotations
@@ -14,9 +15,11 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import pytest
@@ -155,6 +158,86 @@ def test_sixteen_concurrent_callers_get_the_same_numbers(server: RunningServer) 
         assert scores == pytest.approx(alone, rel=1e-6, abs=1e-9)
 
 
+class CountingProxy:
+    """An HTTP proxy on loopback that forwards every request to ``target`` (httpx) and counts those in flight."""
+
+    def __init__(self, target: str) -> None:
+        self.in_flight = self.max_in_flight = self.calls = 0
+        self._lock = threading.Lock()
+        self._client = httpx.Client(timeout=120, limits=httpx.Limits(max_connections=64), trust_env=False)
+        origin = target.removesuffix("/v1")
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                self._forward(None)
+
+            def do_POST(self) -> None:
+                self._forward(self.rfile.read(int(self.headers["content-length"])))
+
+            def _forward(self, body: bytes | None) -> None:
+                with proxy._lock:
+                    proxy.calls += body is not None
+                    proxy.in_flight += 1
+                    proxy.max_in_flight = max(proxy.max_in_flight, proxy.in_flight)
+                try:
+                    headers = {"content-type": self.headers.get("content-type", "application/json")}
+                    answer = proxy._client.request(self.command, origin + self.path, content=body, headers=headers)
+                finally:
+                    with proxy._lock:
+                        proxy.in_flight -= 1
+                self.send_response(answer.status_code)
+                self.send_header("content-type", answer.headers.get("content-type", "application/json"))
+                self.send_header("content-length", str(len(answer.content)))
+                self.end_headers()
+                self.wfile.write(answer.content)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)  # 3 connections at once: the default backlog
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self._client.close()
+
+
+def test_the_endpoint_never_sees_more_calls_in_flight_than_the_limit(
+    vllm: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """16 concurrent Score callers of a judge with max_concurrency 3, behind a counting proxy in front of vLLM: the
+    proxy sees at most 3 calls at once, and exactly 3 at some moment (the limit is reached, not just respected)."""
+    limit = 3
+    proxy = CountingProxy(vllm)
+    config = f"""
+workers: 1
+judges:
+  helpfulness:
+    endpoint: {proxy.url}
+    model: tiny
+    system: "{SYSTEM}"
+    template: {json.dumps(TEMPLATE)}
+    choices: {{"A": 1.0, "B": 0.0}}
+    max_concurrency: {limit}
+"""
+    running = start_server(tmp_path_factory.mktemp("judge-proxy"), config=config)
+    try:
+        with ThreadPoolExecutor(16) as pool:
+            together = list(pool.map(lambda _: score(running), range(16)))
+    finally:
+        stop_server(running)
+        proxy.close()
+    assert proxy.calls == 16 * len(SAMPLES)  # no request shares another's calls: 48 calls through 3 slots
+    assert proxy.max_in_flight == limit
+    for scores in together:
+        assert all(math.isfinite(x) for x in scores)
+        assert scores == pytest.approx(together[0], rel=1e-6, abs=1e-9)
+
+
 def german_turn(question: str, reference: str, completion: str) -> str:
     """The template of configs/judges/server_tourism_de.yaml, filled in by hand (a YAML block: one final newline)."""
     return (
@@ -174,8 +257,9 @@ def test_grpo_train_trains_the_seed001_judge_recipe_one_step(vllm: str, tmp_path
     tiny = {"model": build_tiny_causal_lm(tmp_path / "tiny"), "data": write_tiny_dataset(tmp_path / "data.jsonl")}
     out = tmp_path / "out"
     server = start_server(tmp_path, "--workers", "0", config=yaml.safe_dump(config))
+    args = [*overrides(tiny, server.address, out, 1, rewards), "--set", "training.log_completions=true"]
     try:
-        finish(grpo_train(overrides(tiny, server.address, out, 1, rewards), config=recipe))
+        finish(grpo_train(args, config=recipe))
     finally:
         stop_server(server)
 
@@ -190,3 +274,10 @@ def test_grpo_train_trains_the_seed001_judge_recipe_one_step(vllm: str, tmp_path
     own = [direct(vllm, turn, judge["system"])[0] for turn in turns]
     assert batch["scores"]["helpfulness_de"] == pytest.approx(own, rel=1e-6, abs=1e-9)
     assert mean == pytest.approx(sum(own) / len(own), abs=1e-6)
+    # The judge's raw answer per sample reached TRL's completions table (log_extra), as the audit trail has it.
+    import pandas
+
+    table = pandas.read_parquet(out / "completions" / "completions_00001.parquet")
+    answers = batch["extra_columns"]["helpfulness_de"]["helpfulness_de_answer"]
+    assert set(answers) <= set(judge["choices"]) and len(answers) == len(turns)
+    assert sorted(table["helpfulness_de_answer"]) == sorted(answers)
