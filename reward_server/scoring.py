@@ -23,7 +23,7 @@ from typing import Any
 from reward.values import value_text
 from reward_server.calls import Job, RewardCall, RewardOutcome, Samples, weighted_total
 from reward_server.cancellation import CancelBoard
-from reward_server.errors import InvalidArgument, ResourceExhausted, RewardServiceError
+from reward_server.errors import InvalidArgument, PassFailed, ResourceExhausted, RewardServiceError
 from reward_server.outcomes import NoteKind, as_note, notes_for
 from reward_server.planning import MIN_TASK_MS, SAMPLE_CHARS, CostModel, Planned, plan_tasks, split_of
 from reward_server.registry import Batch, BatchResult, Registry, Reward
@@ -274,8 +274,10 @@ class Scorer:
         try:
             result = await reward.score_async(batch, **job.params)
             _check_length(reward.name, result, n)
+        except PassFailed as exc:  # the model failed on these texts: each sample's UNAVAILABLE, not the call's
+            result = BatchResult([math.nan] * n, notes_for(n, f"{reward.name}: {exc}", NoteKind.UNAVAILABLE))
         except RewardServiceError:
-            raise  # a refused request (bad param, out of device memory) keeps its status
+            raise  # a refused request (bad param, out of device memory, a shutdown) keeps its status
         except Exception as exc:  # a failed model pass is every sample's NaN, never the call's crash
             log.exception("reward %s: scoring %d samples failed", reward.name, n)
             kind = NoteKind.UNAVAILABLE if reward.requires_model else NoteKind.REWARD_ERROR

@@ -4,6 +4,7 @@ FAKE out-of-memory error: there is no GPU here), and ``--sentiment-model`` alone
 from __future__ import annotations
 
 import json
+import math
 import textwrap
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -20,13 +21,18 @@ from reward_server.models.synthetic import build_reward_model, build_sentiment_c
 #: Installed through PYTHONPATH into the server process only. It makes the Llama classifier raise torch's
 #: out-of-memory error, as a full GPU would: for any pass of more than 2 texts (the server must split the pass and
 #: retry), and for any text of more than 150 tokens (even alone: the server must fail that batch, and only it).
+#: While a file ``fail-passes`` sits beside it, every pass raises a device error (FAKE too): a failed model pass.
 FAKE_OOM = """
+import pathlib
 import torch
 from transformers.models.llama import modeling_llama
 
 real_forward = modeling_llama.LlamaForSequenceClassification.forward
+FAIL = pathlib.Path(__file__).with_name("fail-passes")
 
 def fake_forward(self, input_ids=None, attention_mask=None, **kwargs):
+    if FAIL.exists():
+        raise RuntimeError("CUDA error: device-side assert triggered (FAKE: raised by the test's sitecustomize)")
     if input_ids.shape[0] > 2 or int(attention_mask.sum(dim=1).max()) > 150:
         raise torch.OutOfMemoryError("CUDA out of memory (FAKE: raised by the test's sitecustomize)")
     return real_forward(self, input_ids=input_ids, attention_mask=attention_mask, **kwargs)
@@ -65,8 +71,32 @@ def oom_server(tmp_path_factory, dirs):
         *("--device", "cpu", "--workers", "0"),
         env={"PYTHONPATH": str(tmp / "hooks")},
     )
+    running.hooks = tmp / "hooks"
     yield running
     stop_server(running)
+
+
+def test_a_failed_model_pass_is_unavailable_per_sample_and_the_other_rewards_score(oom_server) -> None:
+    """A pass that fails (not for memory) gives each of its samples NaN with a NOTE_KIND_UNAVAILABLE note naming the
+    model and the error; the request's CPU reward still scores, and the next request (the device well again) works."""
+    request = pb.ScoreRequest(
+        samples=samples_of(*plain(2, words=(3, 8))),
+        rewards=[pb.RewardSpec(name="rm"), pb.RewardSpec(name="xml_tag_count")],
+    )
+    fail = oom_server.hooks / "fail-passes"
+    fail.touch()
+    try:
+        rm, tags = oom_server.stub().Score(request, timeout=120).results
+    finally:
+        fail.unlink()
+    assert all(math.isnan(s) for s in rm.scores) and rm.counts.unavailable == 2 and rm.counts.scored == 0
+    assert [n.sample_index for n in rm.notes] == [0, 1]
+    assert all(n.kind == pb.NOTE_KIND_UNAVAILABLE for n in rm.notes)
+    assert f"model {oom_server_model(oom_server)} failed on a batch of 2 texts" in rm.notes[0].reason
+    assert "RuntimeError: CUDA error: device-side assert triggered (FAKE" in rm.notes[0].reason
+    assert tags.counts.scored == 2 and not tags.notes
+    again = oom_server.stub().Score(request, timeout=120).results[0]
+    assert again.counts.scored == 2 and not again.notes
 
 
 def test_a_fake_out_of_memory_pass_is_split_and_retried(oom_server, dirs) -> None:

@@ -26,7 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from reward_server.errors import ResourceExhausted, Unavailable
+from reward_server.errors import PassFailed, ResourceExhausted, Unavailable
 from reward_server.models.loading import Classifier, Encoding, Logits, PassOutOfMemory, Truncation
 from reward_server.models.lru import LRUCache
 from reward_server.models.settings import BatchSettings
@@ -322,7 +322,7 @@ class ModelWorker:
             )
         else:
             log.error("%s: %s failed", self.name, what, exc_info=exc)
-            error = Unavailable(f"model {self.classifier.model_id} failed on {what}: {type(exc).__name__}: {exc}")
+            error = PassFailed(f"model {self.classifier.model_id} failed on {what}: {type(exc).__name__}: {exc}")
         for item in batch:
             self._settle(item.key, item.future, error=error)
 
