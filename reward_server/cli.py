@@ -114,8 +114,9 @@ def main(argv: list[str] | None = None) -> int:
         overrides = vars(args)
         config = load_config(overrides.pop("config"), **overrides)
         config.validate()
-    except ConfigError as exc:
-        print(f"reward-server: {exc}", file=sys.stderr)
+    except ConfigError as exc:  # one line per problem where there are several (profiles)
+        for problem in getattr(exc, "problems", None) or [str(exc)]:
+            print(f"reward-server: {problem}", file=sys.stderr)
         return 2
     setup_logging(config.log_level, json_lines=config.log_json)
     import reward_server.rewards  # noqa: F401 - registers the catalogue

@@ -186,6 +186,34 @@ class ServerConfig:
                 f"refusing to listen on {self.host} without auth: give --auth-file FILE (teams and token hashes), "
                 "or --allow-unauthenticated to accept any caller on the network"
             )
+        if self.http_port is not None:
+            if not 0 <= self.http_port <= 65535:
+                raise ConfigError(f"http_port (--http-port) must be 0 (a free port) to 65535, got {self.http_port}")
+            if self.http_port != 0 and self.http_port in (self.port, self.metrics_port):
+                raise ConfigError(f"http_port (--http-port) {self.http_port} is also the gRPC or metrics port")
+        self.check_profiles()
+
+    def check_profiles(self) -> None:
+        """The profiles' shape (unknown key, bad setting, malformed RewardSpec) and, for every reward of the built-in
+        catalogue, its name and params: a typo exits 2 before anything loads, one line per problem (ProfileError).
+        Names no built-in has are left to the server's start-up checks when plugins, reward models or judges may
+        bring them (``transport.profiles.check_profiles``), which run before any model loads as well."""
+        if not self.profiles:
+            return
+        import reward_server.rewards  # noqa: F401 - registers the built-in catalogue (as serving does)
+        from reward_server.registry import REGISTRY
+        from reward_server.transport.profiles import check_profiles
+
+        later: set[str] = {spec.name for spec in self.reward_models} | set(self.judges)
+        if self.rewards_from or self.rewards_entry_points:
+            later |= {  # a plugin may serve any name the built-ins do not
+                spec.get("name") if isinstance(spec, dict) else spec
+                for profile in self.profiles.values()
+                if isinstance(profile, dict) and isinstance(profile.get("rewards"), list)
+                for spec in profile["rewards"]
+                if isinstance(spec, dict | str)
+            }
+        check_profiles(self.profiles, REGISTRY, pending={name for name in later if isinstance(name, str)})
 
     @property
     def address(self) -> str:

@@ -82,6 +82,9 @@ class RewardServer:
         # Plugins first: reward code that cannot be served refuses the start (PluginError) before anything runs.
         self.catalogue = load_catalogue(registry, config.rewards_from, config.rewards_entry_points)
         self.registry = registry = self.catalogue.registry
+        # Profiles against the catalogue with the plugins' rewards, before any model, judge or worker starts (the
+        # rewards of reward models and judges are checked again once they register, in start()).
+        self.profiles: dict[str, Profile] = check_profiles(config.profiles, registry, pending=_pending_rewards(config))
         self.cancel_board = CancelBoard()
         self.executor = make_executor(config, self.cancel_board, self.catalogue)
         self.scorer = Scorer(registry, self.executor, config.limits(), self.cancel_board)
@@ -91,7 +94,6 @@ class RewardServer:
         self.interceptor = ServerInterceptor(self.authenticator)
         #: The HTTP/JSON transport (``--http-port``): its socket, uvicorn server and task, and the profiles.
         self.http: HttpTransport | None = None
-        self.profiles: dict[str, Profile] = {}
         self.stopping = False
         self.server = grpc.aio.server(
             interceptors=[self.interceptor],
@@ -163,7 +165,8 @@ class RewardServer:
             # fails in a moment, not after minutes of model loading.
             if self.config.http_port is not None:
                 try:
-                    self.http = HttpTransport.bind(self.config.host, self.config.http_port)
+                    tls = bool(self.config.tls_cert_file)  # HTTPS with gRPC's certificate (transport.server)
+                    self.http = HttpTransport.bind(self.config.host, self.config.http_port, tls=tls)
                 except OSError as exc:
                     raise AddressInUse(str(exc)) from None
             # Code rewards: served only where the sandbox passes its self-test (or its engine is remote) and the
@@ -172,7 +175,8 @@ class RewardServer:
             # Models load before the server starts: a server that cannot score a reward it enables never listens.
             self.models = await load_model_rewards(self.config, self.registry)
             self.judges = await start_judges(self.config.judges, self.registry)
-            # Profiles name rewards, so they are checked against the catalogue once every reward is registered.
+            # Profiles again, with every reward registered: those of reward models and judges, and what start-up
+            # disabled (the other checks ran before anything loaded: config validation, then __init__).
             self.profiles = check_profiles(self.config.profiles, self.registry)
         except BaseException:
             self.executor.shutdown(wait=False, cancel_futures=True)
@@ -216,6 +220,11 @@ class RewardServer:
         await self.models.close()
         await self.judges.close()
         self.executor.shutdown(wait=True, cancel_futures=True)
+
+
+def _pending_rewards(config: ServerConfig) -> set[str]:
+    """The rewards that register during start-up: reward models and judges (checked in profiles once they have)."""
+    return {spec.name for spec in config.reward_models} | set(config.judges)
 
 
 async def serve(config: ServerConfig) -> None:

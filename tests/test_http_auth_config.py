@@ -1,8 +1,8 @@
 """The HTTP transport's auth, team limits, start-up checks and drain (issue 17), on real server processes.
 
 Auth: the same bearer tokens as gRPC (``Authorization: Bearer ...``), 401 without one, health open. Profiles:
-checked at start-up, one line per problem and exit 2. Shutdown: an HTTP call in flight finishes (the same drain
-as gRPC's).
+checked before anything loads (config validation, then with the plugins' rewards), one line per problem and exit 2.
+Shutdown: an HTTP call in flight finishes (the same drain as gRPC's).
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ import httpx
 import pytest
 from conftest import REPO, start_server, stop_server
 from test_security import TOKENS, write_auth
+
+from reward_server.config import ConfigError
 
 CONFIG = """
 http_port: 0
@@ -136,3 +138,52 @@ def test_sigterm_lets_an_http_call_in_flight_finish(tmp_path) -> None:
         assert server.process.wait(30) == 0
     finally:
         stop_server(server)
+
+
+def test_profile_shape_and_builtin_rewards_are_checked_by_config_validation() -> None:
+    """ServerConfig.validate: no server, no registry of plugins or models needed; every problem on its line."""
+    from reward_server.config import load_config
+    from reward_server.transport.profiles import ProfileError
+
+    config = load_config(
+        None,
+        profiles={
+            "p": {"rewards": [{"name": "xml_corectness"}, {"name": "xml_tag_count", "params": {"nope": 1}}]},
+            "q": {"rewards": ["xml_tag_count"], "label_feld": "answer", "on_failure": "shrug"},
+            "r": {"rewards": [{"name": "my_rm", "params": {"anything": 1}}]},  # a reward model's: checked later
+        },
+        reward_models=["my_rm=/nowhere"],
+    )
+    with pytest.raises(ProfileError) as caught:
+        config.validate()
+    problems = caught.value.problems
+    assert len(problems) == 4, problems
+    assert "profiles.p.rewards[0] (xml_corectness): unknown reward 'xml_corectness'" in problems[2]
+    assert problems[3].startswith("profiles.p.rewards[1] (xml_tag_count):") and "nope" in problems[3]
+    assert problems[0].startswith("profiles.q: unknown key 'label_feld'")
+    assert problems[1].startswith("profiles.q.on_failure: must be 'marker', 'mask' or 'error'")
+    load_config(None, profiles={"r": {"rewards": [{"name": "my_rm"}]}}, reward_models=["my_rm=/nowhere"]).validate()
+    with pytest.raises(ConfigError, match=r"http_port .* is also the gRPC or metrics port"):
+        load_config(None, port=50051, http_port=50051).validate()
+
+
+def test_a_profile_typo_exits_2_before_any_model_loads(tmp_path) -> None:
+    """A plugin's reward misspelt in a profile, beside a reward model that cannot load: the profile's line, exit 2,
+    and the model is never tried (the profile check runs once the plugins are imported, before models and judges)."""
+    plugin = tmp_path / "plugin.py"
+    plugin.write_text("def my_reward(completions, **kwargs):\n    return [1.0] * len(completions)\n")
+    config = f"""
+rewards_from: [{plugin}]
+reward_models: [{{name: rm, model: {tmp_path / "no-such-model"}}}]
+http_port: 0
+profiles:
+  p:
+    rewards: [{{name: my_rewrd}}, {{name: rm}}]
+"""
+    result = _start_expecting_exit(tmp_path, config)
+    assert result.returncode == 2, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.startswith("reward-server: ")]
+    assert len(lines) == 1, result.stderr
+    assert "profiles.p.rewards[0] (my_rewrd): unknown reward 'my_rewrd'" in lines[0]
+    assert "my_reward" in lines[0]  # the closest known name, the plugin's
+    assert "cannot load model" not in result.stderr

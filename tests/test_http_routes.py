@@ -19,23 +19,41 @@ import json
 import math
 import re
 import subprocess
+import sys
+import time
 
 import aiohttp
 import grpc
 import httpx
 import pytest
-from conftest import start_server, stop_server
+from conftest import REPO, start_server, stop_server
 from test_proto import buf_executable
 
 from reward.v1 import reward_pb2 as pb
 from reward.v1 import reward_pb2_grpc
 
 PLUGIN = '''
+import time
+
+from reward_server import SampleScore, sample_reward
+
+
 def flaky_reward(completions, **kwargs):
-    """1.0 per completion; raises (a reward with a bug) when a completion (text or chat turns) says BOOM."""
+    """1.0 per completion; raises (a reward with a bug) when a completion (text or chat turns) says BOOM, and takes
+    2 s when one says SLOW."""
     if any("BOOM" in str(c) for c in completions):
         raise RuntimeError("flaky_reward cannot score BOOM")
+    if any("SLOW" in str(c) for c in completions):
+        time.sleep(2)
     return [1.0 for _ in completions]
+
+
+@sample_reward("picky_reward")
+def picky_reward(completion: str) -> float | SampleScore:
+    """1.0, or does not apply (NaN, NOT_APPLICABLE) to a completion that says SKIP."""
+    if "SKIP" in completion:
+        return SampleScore(None, note="nothing to judge")
+    return 1.0
 '''
 
 CONFIG = """
@@ -57,6 +75,22 @@ profiles:
   strict:
     rewards: [{name: flaky_reward}]
     on_failure: error
+  bare:
+    rewards: [{name: flaky_reward}]
+  marked:
+    rewards: [{name: flaky_reward, weight: 2}, {name: xml_tag_count}]
+    failure_value: -1.0
+    on_failure: marker
+  hasty:
+    rewards: [{name: flaky_reward}]
+    deadline_s: 0.3
+    failure_value: -2.0
+  picky:
+    rewards: [{name: picky_reward}]
+    on_failure: error
+  tokens:
+    rewards: [{name: xml_correctness}, {name: xml_tag_count, weight: 0.5}]
+    special_tokens: ["<END>"]
 """
 GSM8K = [pb.RewardSpec(name="xml_correctness"), pb.RewardSpec(name="xml_tag_count", weight=0.5)]
 PROMPT = "<|im_start|>user\nWhat is 6 x 7?<|im_end|>\n<|im_start|>assistant\n"
@@ -286,8 +320,9 @@ def test_a_failed_reward_is_a_flagged_marker_a_mask_or_an_error_never_a_silent_z
     bare = httpx.post(f"{base}/slime/gsm8k", json={"prompt": "q", "response": "x", "label": "42"})
     assert bare.status_code == 200  # scored (0 is this sample's real score, not a failure)
     gym = httpx.post(f"{base}/gym/flaky/verify", json=gym_body("BOOM")).json()
+    # on_failure: mask (the default): NeMo RL drops it; the number it carries is failure_value
     assert gym["instance_config"]["mask_sample"] is True
-    assert math.isclose(sum(gym["reward_components"].values()), gym["reward"])
+    assert gym["reward"] == -1.0 and gym["reward_failed"] is True and "flaky_reward" in gym["reward_failure"]
     strict = httpx.post(f"{base}/openrlhf/strict", json={"query": ["ok", "BOOM"], "labels": ["1", "2"]})
     assert strict.status_code == 500
     assert strict.json()["code"] == "internal" and "sample 0 failed (reward_error)" in strict.json()["message"]
@@ -295,7 +330,8 @@ def test_a_failed_reward_is_a_flagged_marker_a_mask_or_an_error_never_a_silent_z
 
 def test_profiles_are_listed_and_requests_counted_by_transport(http_server) -> None:
     listed = httpx.get(f"{http_server.http}/profiles").json()["profiles"]
-    assert set(listed) == {"gsm8k", "graded", "flaky", "strict"}
+    assert set(listed) == {"gsm8k", "graded", "flaky", "strict", "bare", "marked", "hasty", "picky", "tokens"}
+    assert listed["gsm8k"]["on_failure"] == "mask" and listed["marked"]["on_failure"] == "marker"
     assert listed["gsm8k"]["rewards"] == [{"name": "xml_correctness"}, {"name": "xml_tag_count", "weight": 0.5}]
     assert listed["gsm8k"]["deadline_s"]["openrlhf"] < 180 and listed["gsm8k"]["deadline_s"]["slime"] < 120
     port = re.search(r"metrics on http://\S+:(\d+)/metrics", http_server.log()).group(1)
@@ -308,7 +344,7 @@ def test_profiles_are_listed_and_requests_counted_by_transport(http_server) -> N
 
 def test_grpc_and_http_share_one_error_mapping(http_server) -> None:
     """The same refused request: gRPC's code and the HTTP status HTTP_STATUS gives that code."""
-    from reward_server.transport.grpc_servicer import HTTP_STATUS
+    from reward_server.transport.api import HTTP_STATUS
 
     with pytest.raises(grpc.RpcError) as caught:
         http_server.stub().Score(pb.ScoreRequest(samples=[pb.Sample(completion="x")], rewards=[]), timeout=30)
@@ -338,3 +374,99 @@ def test_small_calls_waiting_behind_a_large_one_are_not_stranded(http_server) ->
     assert list(answers[0].total[:8]) == totals
     assert [a.total[0] for a in answers[1:9]] == totals
     assert [a["rewards"][0] for a in answers[9:]] == totals
+
+
+def test_a_sample_no_reward_applies_to_is_no_failure_and_totals_zero_on_every_route(http_server) -> None:
+    """gRPC Score's total is NaN where no reward applies (every note NOT_APPLICABLE); every route sends 0.0 there
+    (TRL's nansum of nothing, as the in-process adapters do), unflagged, even under on_failure: error."""
+    base = http_server.http
+    (total,) = grpc_totals(http_server, ["SKIP"], ["42"], [pb.RewardSpec(name="picky_reward")])
+    assert math.isnan(total)
+    answer = asyncio.run(openrlhf_post(f"{base}/openrlhf/picky", openrlhf_payload(["SKIP", "ok"], ["42", "42"])))
+    assert answer["rewards"] == [0.0, 1.0] and answer["scores"] == [0.0, 1.0]
+    assert answer["extra_logs"] == {"picky_reward": [0.0, 1.0], "reward_failed": [0.0, 0.0]}
+    bare = httpx.post(f"{base}/slime/picky", json={"prompt": "q", "response": "SKIP", "label": "42"})
+    assert bare.status_code == 200 and bare.json() == 0.0  # slime would retry a 4xx/5xx 10 times, then stop
+    gym = httpx.post(f"{base}/gym/picky/verify", json=gym_body("SKIP")).json()
+    assert gym["reward"] == 0.0 and gym["reward_components"] == {"picky_reward": 0.0}
+    assert gym["reward_failed"] is False and gym["instance_config"]["mask_sample"] is False
+
+
+def test_on_failure_mask_and_marker_differ_on_gym_and_error_is_an_error_status(http_server) -> None:
+    base = http_server.http
+    marked = httpx.post(f"{base}/gym/marked/verify", json=gym_body("BOOM")).json()
+    # marker: trained on, at failure_value, flagged; never dropped
+    assert marked["instance_config"]["mask_sample"] is False
+    assert marked["reward"] == -1.0 and marked["reward_failed"] is True and "flaky_reward" in marked["reward_failure"]
+    masked = httpx.post(f"{base}/gym/flaky/verify", json=gym_body("BOOM")).json()
+    assert masked["instance_config"]["mask_sample"] is True and masked["reward"] == -1.0
+    fine = httpx.post(f"{base}/gym/marked/verify", json=gym_body("fine")).json()
+    assert fine["instance_config"]["mask_sample"] is False and fine["reward_failed"] is False
+    specs = [pb.RewardSpec(name="flaky_reward", weight=2), pb.RewardSpec(name="xml_tag_count")]
+    assert fine["reward"] == grpc_totals(http_server, ["fine"], ["42"], specs)[0]
+    strict = httpx.post(f"{base}/gym/strict/verify", json=gym_body("BOOM"))
+    assert strict.status_code == 500, strict.text
+    assert strict.json()["code"] == "internal" and "sample 0 failed (reward_error)" in strict.json()["message"]
+    assert httpx.post(f"{base}/gym/strict/verify", json=gym_body("fine")).json()["reward"] == 1.0
+
+
+def test_slime_bare_number_cannot_carry_a_failure_so_it_is_an_error_status(http_server) -> None:
+    """Without slime_reward_key the answer is a bare number: a failed sample is an error (slime retries, then
+    stops), whatever on_failure says, never a number slime would train on."""
+    failed = httpx.post(f"{http_server.http}/slime/bare", json={"prompt": "q", "response": "BOOM", "label": "42"})
+    assert failed.status_code == 500, failed.text
+    assert failed.json()["code"] == "internal"
+    assert "sample 0 failed (reward_error): flaky_reward:" in failed.json()["message"]
+    fine = httpx.post(f"{http_server.http}/slime/bare", json={"prompt": "q", "response": "fine", "label": "42"})
+    assert fine.status_code == 200 and fine.json() == 1.0
+
+
+def test_a_profile_deadline_running_out_fails_the_samples_as_time_limit_flagged(http_server) -> None:
+    """deadline_s: 0.3 against a reward that takes 2 s: the answer comes at the deadline, every sample failed with
+    TIME_LIMIT, carrying failure_value and the flag (OpenRLHF), masked and saying why (Gym)."""
+    base = http_server.http
+    start = time.monotonic()
+    answer = asyncio.run(openrlhf_post(f"{base}/openrlhf/hasty", openrlhf_payload(["SLOW", "SLOW"], ["42", "42"])))
+    assert time.monotonic() - start < 1.8  # answered at the deadline, not when the reward finished
+    assert answer["rewards"] == [-2.0, -2.0] and answer["scores"] == [-2.0, -2.0]
+    assert answer["extra_logs"] == {"flaky_reward": [-2.0, -2.0], "reward_failed": [1.0, 1.0]}
+    gym = httpx.post(f"{base}/gym/hasty/verify", json=gym_body("SLOW"), timeout=30).json()
+    assert gym["instance_config"]["mask_sample"] is True and gym["reward"] == -2.0
+    assert "not scored within the deadline of 0.3 s" in gym["reward_failure"]
+
+
+def test_a_custom_special_tokens_list_is_what_is_stripped(http_server) -> None:
+    """special_tokens: ["<END>"] strips <END> (repeatedly, with the whitespace between) and nothing else: a default
+    token such as <|im_end|> stays in the completion."""
+    url = f"{http_server.http}/openrlhf/tokens"
+    completion = COMPLETIONS[0]
+    ended = {"query": [PROMPT + completion + "<END>\n<END>"], "prompts": [PROMPT], "labels": ["42"]}
+    kept = {"query": [PROMPT + completion + "<|im_end|>"], "prompts": [PROMPT], "labels": ["42"]}
+    stripped, unstripped = (asyncio.run(openrlhf_post(url, body))["rewards"][0] for body in (ended, kept))
+    assert stripped == grpc_totals(http_server, [completion], ["42"])[0]
+    assert unstripped == grpc_totals(http_server, [completion + "<|im_end|>"], ["42"])[0]
+    assert stripped != unstripped  # xml_tag_count sees the text after </answer>
+    default = asyncio.run(openrlhf_post(f"{http_server.http}/openrlhf/gsm8k", kept))["rewards"][0]
+    assert default == stripped  # the default list strips <|im_end|>
+
+
+def test_one_error_table_and_the_http_app_does_not_import_the_grpc_transport() -> None:
+    """Every domain error has its status in api.STATUS_OF (so both transports answer it alike), every failure kind
+    an error, and the HTTP app reaches the scoring API without importing the gRPC servicer."""
+    import inspect
+
+    from reward_server import errors
+    from reward_server.outcomes import NoteKind
+    from reward_server.transport import api
+    from reward_server.transport.trainers import FAILED_KINDS
+
+    domain = [c for _, c in inspect.getmembers(errors, inspect.isclass) if issubclass(c, errors.RewardServiceError)]
+    for cls in domain:
+        if cls is not errors.RewardServiceError:
+            assert any(base in api.STATUS_OF for base in cls.__mro__), cls
+    assert api.status_for(errors.NotFound("x")) == grpc.StatusCode.NOT_FOUND
+    assert api.HTTP_STATUS[api.status_for(errors.Unauthenticated("x"))] == 401
+    assert set(api.FAILURE_ERROR) == set(FAILED_KINDS) and NoteKind.NOT_APPLICABLE not in api.FAILURE_ERROR
+    code = "import sys, reward_server.transport.http; print('reward_server.transport.grpc_servicer' in sys.modules)"
+    imported = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert imported.stdout.strip() == "False", imported.stderr

@@ -440,6 +440,48 @@ def test_verifiers_group_function(server: RunningServer) -> None:
     assert all(math.isfinite(s["advantage"]) for s in states)
 
 
+# -- a sample no reward applies to ------------------------------------------------------------------------------
+
+
+def test_a_sample_no_reward_applies_to_is_no_failure_and_totals_zero_in_every_adapter(server: RunningServer) -> None:
+    """The one rule of every route and adapter: gRPC Score's total is NaN where every note is NOT_APPLICABLE; the
+    trainer gets 0.0 (TRL's nansum of nothing), unflagged; AReaL does not raise; OpenRLHF's ``scores`` of a reward
+    that does not apply is 0.0 too, not the NaN that would drop the group as if it had failed."""
+    from trainer_client.integrations.areal import AReaLReward
+    from trainer_client.integrations.openrlhf import OpenRLHFReward
+    from trainer_client.integrations.slime import SlimeReward
+    from trainer_client.integrations.verifiers import RemoteGroupReward
+    from trainer_client.integrations.verl import compute_score_batch
+
+    skip = GOOD.replace("6*7", "SKIP")
+    only = {"target": server.address, "rewards": ["flaky_len"]}
+    response = server.stub().Score(
+        pb.ScoreRequest(samples=[pb.Sample(completion=skip)], rewards=[pb.RewardSpec(name="flaky_len")]), timeout=60
+    )
+    assert math.isnan(response.total[0]) and response.results[0].notes[0].kind == pb.NOTE_KIND_NOT_APPLICABLE
+    (verl,) = compute_score_batch(["d"], [skip], ["42"], [{}], **only)
+    assert verl["score"] == 0.0 and verl["failed"] is False
+    assert AReaLReward(**only)("q", skip) == 0.0
+    sample = SlimeSample(prompt="q", response=skip, label="42")
+    assert asyncio.run(SlimeReward(**only)(SimpleNamespace(reward_key="r"), sample)) == {
+        "flaky_len": pytest.approx(math.nan, nan_ok=True),
+        "failed": False,
+        "r": 0.0,
+    }
+    assert not sample.remove_sample
+    assert asyncio.run(RemoteGroupReward(**only)(prompts=["q"], completions=[skip], answers=["42"])) == [0.0]
+    answer = OpenRLHFReward(**only)([CHAT.format(q="q") + skip], [CHAT.format(q="q")], ["42"])
+    assert answer["rewards"].tolist() == [0.0] and answer["extra_logs"]["reward_failed"].tolist() == [0.0]
+    graded = OpenRLHFReward(target=server.address, rewards=REWARDS, scores_reward="flaky_len")
+    rows = ROWS[:4]  # right, wrong, flaky_len not applicable, flaky_len failed
+    prompts = [CHAT.format(q=f"question {i}") for i in range(len(rows))]
+    answer = graded([p + c for p, (c, _) in zip(prompts, rows, strict=True)], prompts, [g for _, g in rows])
+    _, scores, failed = plain_score(server, rows, prompts)
+    assert math.isnan(scores["flaky_len"][2]) and not failed[2] and failed[3]
+    got = answer["scores"].tolist()
+    assert got[:3] == pytest.approx([scores["flaky_len"][0], scores["flaky_len"][1], 0.0]) and math.isnan(got[3])
+
+
 # -- pickling and configuration ----------------------------------------------------------------------------------
 
 

@@ -1,10 +1,11 @@
 """The HTTP/JSON transport: a Starlette app served by uvicorn in the server's own event loop.
 
-Everything a call goes through is the gRPC transport's: the same ``Scorer`` (and so worker pool and model
-batchers), ``grpc_servicer.score_message`` with its checks, the team tokens and limits of ``auth``, the request-id and
-team context of ``interceptors`` (and its in-flight count, so one drain on shutdown waits for both transports), the
-request metrics (labelled ``transport="http"``) and one error mapping (``grpc_servicer.status_for`` then
-``grpc_servicer.HTTP_STATUS``).
+Everything a call goes through is shared with the gRPC transport: the same ``Scorer`` (and so worker pool and model
+batchers), the transport-neutral ``api.score_message`` with its checks, the team tokens and limits of ``auth``, the
+request-id and team context of ``interceptors`` (and its in-flight count, so one drain on shutdown waits for both
+transports), the request metrics (labelled ``transport="http"``) and one error mapping: every refusal is a domain
+error of ``reward_server.errors``, answered through ``api.STATUS_OF`` then ``api.HTTP_STATUS``. With ``tls_cert_file``
+the port serves HTTPS with gRPC's certificate and key (and requires client certificates under gRPC's client CA).
 
 Routes:
 
@@ -12,7 +13,7 @@ Routes:
   binary protobuf bodies; errors as ``{"code": "invalid_argument", "message": ...}``; ``Connect-Timeout-Ms``).
   Implemented here rather than with the ``connectrpc`` package: its 0.13 server needs its own protobuf runtime
   (``protobuf-py``) and a Rust HTTP client (``pyqwest``) in the server, generated or hand-built endpoints, and maps
-  errors with its own table, where this transport must answer through ``HTTP_STATUS``.
+  errors with its own table, where this transport must answer through ``api.HTTP_STATUS``.
 - ``POST /openrlhf/<profile>``, ``POST /slime/<profile>``, ``POST /gym/<profile>/seed_session`` and ``/verify``:
   the trainers' reward URLs (``transport.trainers``), scoring what the profile names (``transport.profiles``).
 - ``GET /profiles`` lists the profiles; ``GET /healthz`` is open (no token), like gRPC health.
@@ -45,33 +46,26 @@ from starlette.routing import Route
 from reward.v1 import reward_pb2
 from reward_server import metrics
 from reward_server.auth import Authenticator, Team
-from reward_server.errors import InvalidArgument, ResourceExhausted, RewardServiceError
+from reward_server.errors import (
+    DeadlineExceeded,
+    InvalidArgument,
+    NotFound,
+    ResourceExhausted,
+    RewardServiceError,
+    Unauthenticated,
+    Unavailable,
+    Unimplemented,
+)
 from reward_server.outcomes import NoteKind
 from reward_server.scoring import Scorer
 from reward_server.transport import trainers
-from reward_server.transport.grpc_servicer import HTTP_STATUS, list_rewards, score_message, status_for
+from reward_server.transport.api import FAILURE_ERROR, HTTP_STATUS, list_rewards, score_message, status_for
 from reward_server.transport.interceptors import REFUSED, REQUEST_ID, TEAM, ServerInterceptor, bearer_token, log_refused
 from reward_server.transport.profiles import Profile
 
 log = logging.getLogger(__name__)
 
 CONNECT_SERVICE = "/reward.v1.RewardService"
-#: A failed sample's kind → the status of an ``on_failure: error`` answer.
-FAILURE_STATUS = {
-    NoteKind.REWARD_ERROR: grpc.StatusCode.INTERNAL,
-    NoteKind.UNAVAILABLE: grpc.StatusCode.UNAVAILABLE,
-    NoteKind.TIME_LIMIT: grpc.StatusCode.DEADLINE_EXCEEDED,
-    NoteKind.NOT_APPLICABLE: grpc.StatusCode.FAILED_PRECONDITION,
-}
-
-
-class HttpError(Exception):
-    """An answer with a status code and a message, in Connect's error shape."""
-
-    def __init__(self, code: grpc.StatusCode, message: str, retry_after_s: float | None = None) -> None:
-        super().__init__(message)
-        self.code = code
-        self.retry_after_s = retry_after_s
 
 
 @dataclass
@@ -142,24 +136,24 @@ class Handlers:
             token = bearer_token(request.headers.get("authorization"))
             team = backend.authenticator.team_for(token) if token else None
             if team is None:
-                reason = "invalid bearer token" if token else "missing 'Authorization: Bearer <token>' header"
-                log_refused(method, "-", grpc.StatusCode.UNAUTHENTICATED, reason)
-                metrics.REQUESTS.labels(method, grpc.StatusCode.UNAUTHENTICATED.name, "-", "http").inc()
-                return error_response(grpc.StatusCode.UNAUTHENTICATED, reason)
+                refused = Unauthenticated(
+                    "invalid bearer token" if token else "missing 'Authorization: Bearer <token>' header"
+                )
+                code = status_for(refused)
+                log_refused(method, "-", code, str(refused))
+                metrics.REQUESTS.labels(method, code.name, "-", "http").inc()
+                return error_response(code, str(refused))
             team_name = team.name
         TEAM.set(team_name)
         REQUEST_ID.set(request.headers.get("x-request-id") or uuid.uuid4().hex[:16])
         backend.interceptor.call_started(team_name)
         try:
             if not backend.serving():
-                raise HttpError(grpc.StatusCode.UNAVAILABLE, "the server is shutting down; retry on another replica")
+                raise Unavailable("the server is shutting down; retry on another replica")
             response = await work(team)
             code = _code_of(response.status_code)
             response.headers["x-request-id"] = REQUEST_ID.get()  # as in the server's log lines
             return response
-        except HttpError as exc:
-            code, reason = exc.code, str(exc)
-            return error_response(exc.code, reason, exc.retry_after_s)
         except RewardServiceError as exc:
             code, reason = status_for(exc), str(exc)
             retry = exc.retry_after_s if isinstance(exc, ResourceExhausted) else None
@@ -222,7 +216,7 @@ class Handlers:
         profile = self.backend.profiles.get(name)
         if profile is None:
             known = ", ".join(sorted(self.backend.profiles)) or "none configured"
-            raise HttpError(grpc.StatusCode.NOT_FOUND, f"unknown profile {name!r}; known: {known} (GET /profiles)")
+            raise NotFound(f"unknown profile {name!r}; known: {known} (GET /profiles)")
         return profile
 
     def _method(self, prefix: str, request: Request, suffix: str = "") -> str:
@@ -249,11 +243,12 @@ class Handlers:
 
     @staticmethod
     def _refuse_failure(profile: Profile, failed: list[trainers.Failure | None], bare: bool = False) -> None:
-        """``on_failure: error`` (or an answer that cannot carry a flag): an error status naming the sample."""
+        """``on_failure: error`` (or an answer that cannot carry a flag): the failure's domain error
+        (``api.FAILURE_ERROR``), naming the sample."""
         first = next(((i, f) for i, f in enumerate(failed) if f is not None), None)
         if first is not None and (profile.on_failure == "error" or bare):
             i, failure = first
-            raise HttpError(FAILURE_STATUS[failure.kind], f"sample {i} failed ({failure.kind.label}): {failure.reason}")
+            raise FAILURE_ERROR[failure.kind](f"sample {i} failed ({failure.kind.label}): {failure.reason}")
 
     # -- routes -------------------------------------------------------------------------------------------------
 
@@ -277,7 +272,7 @@ class Handlers:
             try:
                 response = await self._score(message, team, deadline)
             except TimeoutError:
-                raise HttpError(grpc.StatusCode.DEADLINE_EXCEEDED, "deadline exceeded (Connect-Timeout-Ms)") from None
+                raise DeadlineExceeded("deadline exceeded (Connect-Timeout-Ms)") from None
             return self._connect_answer(request, response)
 
         return await self._call(request, f"{CONNECT_SERVICE}/Score", work)
@@ -300,10 +295,7 @@ class Handlers:
             elif content_type == "application/json":
                 json_format.Parse(body or b"{}", message)
             else:
-                raise HttpError(
-                    grpc.StatusCode.UNIMPLEMENTED,
-                    f"content-type {content_type!r}: send application/json or application/proto",
-                )
+                raise Unimplemented(f"content-type {content_type!r}: send application/json or application/proto")
         except (json_format.ParseError, DecodeError, UnicodeDecodeError) as exc:
             raise InvalidArgument(f"request does not decode as {name}: {exc}") from None
         return message
@@ -365,11 +357,19 @@ class EmbeddedServer(uvicorn.Server):
         yield
 
 
-async def start(app: Starlette, sock: socket.socket, grace_s: float) -> tuple[EmbeddedServer, asyncio.Task]:
-    """Serve ``app`` on ``sock`` in this event loop; returns the server (``should_exit = True`` stops it, letting
-    calls in flight finish within ``grace_s``) and the task that runs it."""
+async def start(
+    app: Starlette, sock: socket.socket, grace_s: float, ssl_options: Mapping[str, Any] | None = None
+) -> tuple[EmbeddedServer, asyncio.Task]:
+    """Serve ``app`` on ``sock`` in this event loop (HTTPS with uvicorn's ``ssl_*`` options); returns the server
+    (``should_exit = True`` stops it, letting calls in flight finish within ``grace_s``) and the task that runs it."""
     config = uvicorn.Config(
-        app, log_level="warning", access_log=False, lifespan="off", timeout_graceful_shutdown=grace_s, log_config=None
+        app,
+        log_level="warning",
+        access_log=False,
+        lifespan="off",
+        timeout_graceful_shutdown=grace_s,
+        log_config=None,
+        **(ssl_options or {}),
     )
     server = EmbeddedServer(config)
     task = asyncio.get_running_loop().create_task(server.serve(sockets=[sock]), name="http transport")

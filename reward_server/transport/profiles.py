@@ -8,8 +8,9 @@ what a failed sample turns into live in the server's config file under ``profile
         rewards: [{name: xml_correctness}, {name: xml_tag_count, weight: 0.5}]   # as RewardSpec
         label_field: answer
 
-Every profile is checked at start-up against the served catalogue (:func:`check_profiles`): an unknown key, an
-unknown reward or a bad param refuses the start with one line per problem.
+Every profile is checked before anything loads (:func:`check_profiles`): its shape and the built-in rewards when the
+config is validated, the plugins' rewards once they are imported, and the rewards of reward models and judges once
+they register. An unknown key, an unknown reward or a bad param refuses the start (exit 2) with one line per problem.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -63,10 +64,12 @@ class Profile:
     #: ``auto``: a text prompt is sent as text, a list of messages as chat turns; ``chat``: a text prompt becomes
     #: one user turn (for rewards that read chat prompts).
     prompt_shape: Literal["auto", "chat"] = "auto"
-    #: What a sample whose reward failed (reward error, unavailable dependency, time limit) turns into: ``marker``
-    #: (``failure_value`` plus a failure flag), ``mask`` (Gym: ``mask_sample``; elsewhere as marker), or
-    #: ``error`` (an HTTP error status naming the sample, so the trainer retries or stops).
-    on_failure: Failure = "marker"
+    #: What a sample whose reward failed (reward error, unavailable dependency, time limit) turns into:
+    #: ``mask`` (default: where the trainer can drop a sample, it is dropped: Gym's ``mask_sample: true``; OpenRLHF's
+    #: and slime's HTTP protocols have no per-sample mask, so there it is the marker), ``marker`` (never dropped:
+    #: ``failure_value`` plus a failure flag, also on Gym) or ``error`` (an HTTP error status naming the sample, so
+    #: the trainer retries or stops). A reward that does not apply (NOT_APPLICABLE) is no failure.
+    on_failure: Failure = "mask"
     #: The finite value a failed sample gets where a number must be sent (always flagged as failed beside it).
     failure_value: float = 0.0
     #: Seconds a call may take before its unfinished samples fail with TIME_LIMIT; None: the route's default,
@@ -197,19 +200,38 @@ def _setting(where: str, key: str, value: Any, problems: list[str]) -> Any:
     return value
 
 
-def check_profiles(raw: Mapping[str, Any] | None, registry: Registry) -> dict[str, Profile]:
+def check_profiles(
+    raw: Mapping[str, Any] | None, registry: Registry, pending: Collection[str] = ()
+) -> dict[str, Profile]:
     """The config's profiles, each reward and its params checked against ``registry``; raises ProfileError with
-    one line per problem."""
+    one line per problem.
+
+    ``pending`` names rewards that register later in the start-up (reward models, judges): a name among them that
+    ``registry`` does not know yet is left to the next check, so the checks can run before anything loads (config
+    validation with the built-ins, then with the plugins) and once more when everything is registered.
+
+    Example:
+        >>> from reward_server.registry import Registry
+        >>> check_profiles({"p": {"rewards": [{"name": "my_judge"}]}}, Registry(), pending={"my_judge"})["p"].names
+        ['my_judge']
+        >>> check_profiles({"p": {"rewards": [{"name": "my_judg"}]}}, Registry(), pending={"my_judge"})
+        ... # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        reward_server.transport.profiles.ProfileError: profiles.p.rewards[0] (my_judg): unknown reward 'my_judg'...
+    """
     profiles, problems = parse_profiles(raw)
     for name, profile in profiles.items():
         for i, spec in enumerate(profile.rewards):
             where = f"profiles.{name}.rewards[{i}] ({spec.name})"
+            if spec.HasField("weight") and not math.isfinite(spec.weight):
+                problems.append(f"{where}: weight must be finite, got {spec.weight}")
+            if spec.name in pending and spec.name not in registry:
+                continue  # registers later in the start-up; checked then
             try:
                 registry.get(spec.name).validate_params(dict(spec.params.items()))
             except RewardServiceError as exc:
                 problems.append(f"{where}: {exc}")
-            if spec.HasField("weight") and not math.isfinite(spec.weight):
-                problems.append(f"{where}: weight must be finite, got {spec.weight}")
     if problems:
         raise ProfileError(problems)
     return profiles

@@ -45,9 +45,10 @@ class Failure:
 
 
 def failures(response: reward_pb2.ScoreResponse) -> list[Failure | None]:
-    """Per sample: its first reward failure, or None when every reward scored (or did not apply).
+    """Per sample: its first reward failure (REWARD_ERROR, UNAVAILABLE or TIME_LIMIT), or None.
 
-    A sample whose total is NaN (no reward applied) counts as failed too: there is no number to send.
+    A reward that does not apply (NOT_APPLICABLE) is no failure of the service, even when no reward of the profile
+    applies: that sample's total is :func:`nansum`'s 0.0, as TRL and the in-process adapters give it.
     """
     found: list[Failure | None] = [None] * len(response.total)
     for result in response.results:
@@ -55,10 +56,18 @@ def failures(response: reward_pb2.ScoreResponse) -> list[Failure | None]:
             kind = NoteKind(note.kind)
             if kind in FAILED_KINDS and found[note.sample_index] is None:
                 found[note.sample_index] = Failure(kind, f"{result.name}: {note.reason}")
-    for i, total in enumerate(response.total):
-        if found[i] is None and math.isnan(total):
-            found[i] = Failure(NoteKind.NOT_APPLICABLE, "no reward applies to this sample (every score is NaN)")
     return found
+
+
+def nansum(total: float) -> float:
+    """The number a trainer gets for a sample that did not fail: gRPC ``Score``'s total (the weighted sum over the
+    rewards that applied), or 0.0 where none applied (``Score`` says NaN there; TRL's ``nansum`` of nothing is 0.0).
+
+    Example:
+        >>> nansum(1.5), nansum(float("nan"))
+        (1.5, 0.0)
+    """
+    return 0.0 if math.isnan(total) else total
 
 
 def _text(where: str, value: Any) -> str:
@@ -127,10 +136,6 @@ def _request(profile: Profile, samples: Sequence[reward_pb2.Sample]) -> reward_p
     return reward_pb2.ScoreRequest(samples=samples, rewards=profile.rewards)
 
 
-def _finite(value: float, fallback: float) -> float:
-    return value if math.isfinite(value) else fallback
-
-
 # -- OpenRLHF -----------------------------------------------------------------------------------------------------
 
 
@@ -188,12 +193,13 @@ def openrlhf_answer(
     profile: Profile, response: reward_pb2.ScoreResponse, failed: Sequence[Failure | None]
 ) -> dict[str, Any]:
     """``{"rewards": [...], "scores": [...], "extra_logs": {...}}`` with the same keys for every call (OpenRLHF
-    merges answers key by key): each reward's weighted-in scores under its name and ``reward_failed`` per sample.
-    A failed sample's numbers are ``failure_value`` (finite: OpenRLHF makes tensors of them), flagged 1.0."""
+    merges answers key by key): each reward's scores under its name and ``reward_failed`` per sample. A failed
+    sample's numbers are ``failure_value`` (finite: OpenRLHF makes tensors of them), flagged 1.0; a reward that
+    does not apply to a sample that did not fail counts 0.0, its part in :func:`nansum`."""
     value = profile.failure_value
-    rewards = [value if failed[i] else total for i, total in enumerate(response.total)]
+    rewards = [value if failed[i] else nansum(total) for i, total in enumerate(response.total)]
     logs = {
-        result.name: [value if failed[i] else _finite(s, value) for i, s in enumerate(result.scores)]
+        result.name: [value if failed[i] else nansum(s) for i, s in enumerate(result.scores)]
         for result in response.results
     }
     scores = rewards if profile.scores == "total" else logs[profile.scores]
@@ -222,9 +228,10 @@ def slime_request(profile: Profile, body: Any) -> reward_pb2.ScoreRequest:
 
 
 def slime_answer(profile: Profile, response: reward_pb2.ScoreResponse, failure: Failure | None) -> Any:
-    """The total as a bare number, or (``slime_reward_key`` set) every reward's score, the total under that key
-    and ``failed``. The bare form of a failed sample is never built: the caller answers an error instead."""
-    total = response.total[0]
+    """The total (:func:`nansum`) as a bare number, or (``slime_reward_key`` set) every reward's score (null where
+    it does not apply), the total under that key and ``failed``. The bare form of a failed sample is never built:
+    the caller answers an error instead."""
+    total = nansum(response.total[0])
     if profile.slime_reward_key is None:
         return total
     out: dict[str, Any] = {r.name: r.scores[0] if math.isfinite(r.scores[0]) else None for r in response.results}
@@ -285,14 +292,20 @@ def gym_request(profile: Profile, body: Any) -> reward_pb2.ScoreRequest:
 def gym_answer(
     profile: Profile, body: Mapping[str, Any], response: reward_pb2.ScoreResponse, failure: Failure | None
 ) -> dict[str, Any]:
-    """The body echoed with ``reward`` (the weighted total), ``reward_components`` (weight × score per reward,
-    summing to ``reward``) and, for a failed sample, ``instance_config.mask_sample: true`` so NeMo RL drops it."""
-    components = {r.name: _finite(r.weight * r.scores[0], 0.0) for r in response.results}
+    """The body echoed with ``reward`` (the weighted total, :func:`nansum`), ``reward_components`` (weight × score
+    per reward, 0.0 where a reward does not apply, so they sum to ``reward``) and ``instance_config.mask_sample``.
+
+    A failed sample: ``reward`` is ``failure_value``, ``reward_failed`` is true and ``reward_failure`` says why;
+    under ``on_failure: mask`` (the default) also ``mask_sample: true``, so NeMo RL drops it from the loss; under
+    ``marker`` it is trained on, flagged. Its components are still the rewards that scored.
+    """
+    components = {r.name: nansum(r.weight * r.scores[0]) for r in response.results}
     out = dict(body)
-    out["reward"] = math.fsum(components.values())
+    out["reward"] = profile.failure_value if failure else nansum(response.total[0])
     out["reward_components"] = components
+    out["reward_failed"] = failure is not None
     instance = dict(out.get("instance_config") or {})
-    instance["mask_sample"] = failure is not None
+    instance["mask_sample"] = failure is not None and profile.on_failure == "mask"
     out["instance_config"] = instance
     if failure is not None:
         out["reward_failure"] = failure.reason

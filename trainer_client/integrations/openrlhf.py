@@ -15,6 +15,9 @@ This module is such a file itself, configured from the environment (``REWARD_SER
 ``reward_func = OpenRLHFReward(target=..., rewards=[...])`` instead. Concurrent one-sample calls from OpenRLHF's
 threads are coalesced into one Score call.
 
+**A sample no reward applies to** (every note NOT_APPLICABLE) is no failure: its total is 0.0, as TRL's ``nansum``
+gives it and as the server's ``/openrlhf`` route answers; so is ``scores`` when ``scores_reward`` does not apply.
+
 **A failed sample**: ``rewards`` carries ``failure_score`` (default 0.0; OpenRLHF's advantage estimators cannot
 take NaN), ``scores`` carries NaN and ``extra_logs["reward_failed"]`` is 1. With
 ``--algo.dynamic_filtering_enable``, OpenRLHF drops the sample's group and generates a replacement: its test
@@ -98,10 +101,22 @@ class OpenRLHFReward:
             for i, (q, p, label) in enumerate(zip(queries, prompts, labels, strict=True))
         ]
         results = scorer.score_sync(samples)
-        scores = [
-            math.nan if r.failed else (r.scores[self.scores_reward] if self.scores_reward else r.total) for r in results
-        ]
+        scores = [math.nan if r.failed else _scores_value(r, self.scores_reward) for r in results]
         return _answer(results, scores, self.settings.names)
+
+
+def _scores_value(result: SampleResult, reward: str | None) -> float:
+    """``scores`` of a sample that did not fail: the total, or ``reward``'s score, 0.0 where it does not apply (the
+    ``/openrlhf`` route's value, TRL's ``nansum``: not applying is no failure, and a NaN would drop the group).
+
+    Example:
+        >>> _scores_value(SampleResult(0.5, {"a": math.nan, "b": 0.5}), "a"), _scores_value(SampleResult(0.5, {}), None)
+        (0.0, 0.5)
+    """
+    if reward is None:
+        return result.total
+    score = result.scores[reward]
+    return 0.0 if math.isnan(score) else score
 
 
 def _answer(results: Sequence[SampleResult], scores: list[float], names: list[str]) -> dict[str, Any]:
