@@ -1,7 +1,13 @@
-"""OpenRLHF's own reward client against ``/openrlhf/<profile>``: the released openrlhf 0.11.2 wheel's
-``SingleTurnAgentExecutor.execute`` (generation, then ``query = tokenizer.decode(prompt + response tokens,
-skip_special_tokens=False)``, then ``_fetch_rewards_via_http``, then ``output.update(reward=..., scores=...,
-extra_logs=...)``), 64 samples at once as its rollout does, compared with gRPC ``Score`` of the same samples.
+"""OpenRLHF's own reward code against both of this project's OpenRLHF forms, compared with gRPC ``Score`` of the same
+samples: the released openrlhf 0.11.2 wheel's ``SingleTurnAgentExecutor.execute`` (generation, then ``query =
+tokenizer.decode(prompt + response tokens, skip_special_tokens=False)``, then the reward, then
+``output.update(reward=..., scores=..., extra_logs=...)``), 64 samples at once as its rollout does:
+
+- ``--reward.remote_url http://.../openrlhf/<profile>``: ``_fetch_rewards_via_http`` posts to the HTTP route;
+- ``--reward.remote_url /path/to/trainer_client/integrations/openrlhf.py``: the executor's ``__init__`` loads the
+  file with ``importlib.util.spec_from_file_location`` and takes its ``reward_func``; ``_fetch_rewards_via_func``
+  calls it once per sample through ``asyncio.to_thread`` (the adapter coalesces those threads' calls into Score
+  calls over gRPC, configured from ``REWARD_SERVICE_*`` in the environment).
 
 openrlhf's dependencies (deepspeed, flash-attn built against CUDA, Ray) do not install on CI's machine, and none of
 them is on this path: the wheel alone is fetched (``pip download --no-deps``, 0.2 MB, under a second) and
@@ -13,6 +19,7 @@ fake: it returns the completion the test chose, so the expected rewards are know
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -79,8 +86,12 @@ async def main():
     outputs = await asyncio.gather(*(
         executor.execute(p, c["label"], params, 1024, tokenizer, engine) for p, c in zip(prompts, cases)
     ))
+    def plain(value):  # the file form's answers are tensors; the HTTP form's are lists
+        return value.tolist() if hasattr(value, "tolist") else value
+
     print(json.dumps([
-        {"reward": o["reward"], "scores": o["scores"], "extra_logs": o["extra_logs"], "prompt": o["prompt"]}
+        {"reward": plain(o["reward"]), "scores": plain(o["scores"]), "prompt": o["prompt"],
+         "extra_logs": {k: plain(v) for k, v in o["extra_logs"].items()}}
         for o in outputs
     ]))
 
@@ -116,26 +127,59 @@ def server(tmp_path_factory):
     stop_server(running)
 
 
-def test_openrlhf_single_turn_executor_gets_the_grpc_totals(openrlhf_wheel, server, tmp_path) -> None:
+def _drive(openrlhf_wheel, tmp_path, remote_url: str, env: dict | None = None) -> tuple[list[dict], list[dict]]:
+    """64 samples through the wheel's SingleTurnAgentExecutor with ``remote_url``: the cases and its outputs."""
     cases = [
         {"question": f"What is 6 x 7? ({i})", "completion": COMPLETIONS[i % 4] + " " * (i // 4), "label": "42"}
         for i in range(64)
     ]
     result = subprocess.run(
-        [sys.executable, "-c", DRIVER, str(openrlhf_wheel), str(tmp_path / "wheel"), f"{server.http}/openrlhf/gsm8k",
+        [sys.executable, "-c", DRIVER, str(openrlhf_wheel), str(tmp_path / "wheel"), remote_url,
          str(tmp_path / "tokenizer")],
         input=json.dumps(cases), capture_output=True, text=True, cwd=REPO, timeout=300,
+        env={**os.environ, **(env or {})},
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
-    outputs = json.loads(result.stdout.splitlines()[-1])
+    return cases, json.loads(result.stdout.splitlines()[-1])
+
+
+def _grpc_totals(server, cases: list[dict], outputs: list[dict]) -> list[float]:
     samples = [
         pb.Sample(completion=c["completion"], prompt_text=o["prompt"], fields={"answer": "42"})
         for c, o in zip(cases, outputs, strict=True)
     ]
     specs = [pb.RewardSpec(name="xml_correctness"), pb.RewardSpec(name="xml_tag_count", weight=0.5)]
-    totals = list(server.stub().Score(pb.ScoreRequest(samples=samples, rewards=specs), timeout=60).total)
+    return list(server.stub().Score(pb.ScoreRequest(samples=samples, rewards=specs), timeout=60).total)
+
+
+def test_openrlhf_single_turn_executor_gets_the_grpc_totals(openrlhf_wheel, server, tmp_path) -> None:
+    cases, outputs = _drive(openrlhf_wheel, tmp_path, f"{server.http}/openrlhf/gsm8k")
+    totals = _grpc_totals(server, cases, outputs)
     # OpenRLHF keeps the answer's lists of one as they come: reward [total], scores [total], extra_logs per key.
     assert [o["reward"] for o in outputs] == [[t] for t in totals]
     assert [o["scores"] for o in outputs] == [[t] for t in totals]
     assert all(o["extra_logs"]["reward_failed"] == [0.0] for o in outputs)
     assert {o["extra_logs"]["xml_correctness"][0] for o in outputs} == {0.0, 2.0}
+
+
+def test_openrlhf_loads_and_calls_the_reward_func_file(openrlhf_wheel, server, tmp_path) -> None:
+    """The file form: OpenRLHF's own loader and threads call ``trainer_client/integrations/openrlhf.py``'s
+    ``reward_func``, which scores over gRPC; the numbers are the gRPC totals (float32, as the file returns tensors),
+    and the adapter's coalescing turns 64 threaded one-sample calls into far fewer Score calls."""
+    import trainer_client.integrations.openrlhf as adapter
+
+    before = server.score_calls()
+    env = {
+        "REWARD_SERVICE_TARGET": server.address,
+        "REWARD_SERVICE_REWARDS": json.dumps([{"name": "xml_correctness"}, {"name": "xml_tag_count", "weight": 0.5}]),
+        "REWARD_SERVICE_LABEL_FIELD": "answer",
+        "REWARD_SERVICE_WINDOW_S": "0.2",
+    }
+    cases, outputs = _drive(openrlhf_wheel, tmp_path, adapter.__file__, env)
+    calls = server.score_calls() - before
+    totals = _grpc_totals(server, cases, outputs)
+    assert [o["reward"][0] for o in outputs] == pytest.approx(totals, rel=1e-6)
+    assert [o["scores"][0] for o in outputs] == pytest.approx(totals, rel=1e-6)
+    assert all(o["extra_logs"]["reward_failed"] == [0.0] for o in outputs)
+    assert {o["extra_logs"]["xml_correctness"][0] for o in outputs} == {0.0, 2.0}
+    assert 1 <= calls < 64, calls

@@ -2,7 +2,9 @@
 
 None of the trainers installs here cheaply (measured with ``pip install --dry-run`` on this machine): verl 0.9.1
 brings ray, tensordict, hydra, tensorboard and wandb (46 packages) and its reward loop runs inside Ray actors;
-OpenRLHF does not build without a GPU stack (its build fails in the dry run); AReaL 1.0.4 pulls a CUDA torch (171
+OpenRLHF's full install needs its GPU stack (deepspeed and flash-attn fail to build in the dry run), though its wheel
+alone installs with ``--no-deps``, and ``tests/test_http_openrlhf_package.py`` drives openrlhf 0.11.2's own
+``SingleTurnAgentExecutor`` through this adapter's file as well; AReaL 1.0.4 pulls a CUDA torch (171
 packages); slime is not on PyPI (``slime`` there is an empty 0.0.0); verifiers 0.1.14 would downgrade the project's
 datasets, huggingface_hub and regex, and 0.4.0 has no Rubric. So each test rebuilds the trainer's exact calling code
 from its source at the commit named in the adapter's docstring (verl b178a3c, OpenRLHF 3c3be62, slime 624b824,
