@@ -143,7 +143,7 @@ def round_prompts(r: int, calls: int) -> tuple[list[tuple[str, str]], list[tuple
 def main() -> None:
     parser = base_parser(__doc__.splitlines()[0])
     parser.add_argument("--concurrency", type=int, default=16, help="judge calls in flight (both ways)")
-    parser.add_argument("--calls", type=int, default=128, help="distinct prompts per round and way")
+    parser.add_argument("--calls", type=int, default=512, help="distinct prompts per round and way")
     parser.add_argument("--batch", type=int, default=16, help="samples per Score request")
     parser.add_argument("--callers", type=int, default=2, help="concurrent Score callers")
     parser.add_argument("--rounds", type=int, default=6, help="measured rounds (after one warm-up round)")
