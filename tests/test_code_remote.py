@@ -7,7 +7,8 @@ request verl sends, ``RunCodeResponse`` with ``compile_result``/``run_result``) 
 /api/v2/execute`` (engineer-man/piston's readme: ``run``/``compile`` stages with ``status`` RE/SG/TO/OL/XX, 400 with
 a ``message`` for a refused request, limits capped by the server's configuration). They run the programs with
 this machine's python and g++ outside any sandbox: only the hand-written shipped solutions are sent to them. The
-reward server is the real one, a process, with the real engine clients; only the engines are stand-ins.
+reward server is the real one, a process, with the real engine clients; only the engines are stand-ins. The
+clients alone, in the test's process, are tested in ``test_code_remote_clients.py`` against the same stand-ins.
 """
 
 from __future__ import annotations
@@ -25,10 +26,8 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
-from conftest import REPO, RunningServer, free_port, start_server, stop_server
+from conftest import REPO, RunningServer, start_server, stop_server
 
-from reward_server.code.execution import EngineUnavailable, RunLimits, TestInput, Verdict
-from reward_server.code.remote import PistonEngine, SandboxFusionEngine
 from trainer_client.client import RewardClient
 from trainer_client.outcomes import Outcome
 
@@ -82,6 +81,7 @@ class FakeEngine(ThreadingHTTPServer):
         self.requests: list[tuple[str, dict]] = []
         self.mode = "ok"
         self.failures_left = 0  # "flaky" mode: how many 504s before answering
+        self.delay_s = 3.0  # "slow" mode: seconds before answering
         #: Piston's configured maxima (PISTON_RUN_TIMEOUT, ...): what the README tells operators to set.
         self.limits = dict(PISTON_LIMITS)
         threading.Thread(target=self.serve_forever, daemon=True).start()
@@ -97,6 +97,7 @@ class FakeEngine(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     server: FakeEngine
+    misshapen: ClassVar[dict[str, Any]] = {}
 
     def log_message(self, *args: Any) -> None:  # quiet
         pass
@@ -118,7 +119,9 @@ class _Handler(BaseHTTPRequestHandler):
         if mode == "garbage":
             return self.reply(200, b"<html>proxy error</html>")
         if mode == "slow":
-            time.sleep(3)
+            time.sleep(self.server.delay_s)
+        if mode == "misshapen":  # JSON, but a field of the wrong type
+            return self.reply(200, self.misshapen)
         if mode == "flaky" and self.server.failures_left > 0:
             self.server.failures_left -= 1
             return self.reply(504, b"Gateway Timeout")
@@ -130,6 +133,12 @@ class _Handler(BaseHTTPRequestHandler):
 
 class SandboxFusionHandler(_Handler):
     """``POST /run_code`` as SandboxFusion's sandbox_api.py answers it (FastAPI: 422 for a malformed request)."""
+
+    misshapen: ClassVar[dict[str, Any]] = {
+        "status": "Success",
+        "compile_result": None,
+        "run_result": {"status": "Finished", "return_code": 0, "stdout": "1\n", "execution_time": "fast"},
+    }
 
     def answer(self, request: dict) -> None:
         if self.path != "/run_code":
@@ -199,6 +208,7 @@ class PistonHandler(_Handler):
     """``POST /api/v2/execute`` as Piston's v2.js answers it, with its default configured limits."""
 
     runtimes: ClassVar[dict[str, str]] = {"python": "3.12.0", "c++": "10.2.0"}
+    misshapen: ClassVar[dict[str, Any]] = {"run": {"stdout": "1\n", "code": 0, "status": None, "wall_time": "fast"}}
     output_max_size = 1024
 
     def answer(self, request: dict) -> None:
@@ -276,7 +286,7 @@ def piston() -> Iterator[FakeEngine]:
 @pytest.fixture(autouse=True)
 def answer_normally(sandboxfusion: FakeEngine, piston: FakeEngine) -> None:
     for engine in (sandboxfusion, piston):
-        engine.mode = "ok"
+        engine.mode, engine.delay_s = "ok", 3.0
         engine.requests.clear()
         engine.limits = dict(PISTON_LIMITS)
 
@@ -428,63 +438,3 @@ def test_piston_refusals_and_internal_errors_are_unavailable(client: RewardClien
         samples[1:], [{"name": "code_pass_rate", "params": {"engine": "piston", "time_limit_s": 1.0}}]
     )
     assert result.rewards[0].kinds[0] == Outcome.UNAVAILABLE and "internal error" in result.rewards[0].notes[0]
-
-
-# ------------------------------------------------------------ the clients in this process, against the same servers
-
-
-def test_gateway_timeouts_are_retried(sandboxfusion: FakeEngine) -> None:
-    sandboxfusion.mode, sandboxfusion.failures_left = "flaky", 2
-    run = SandboxFusionEngine(sandboxfusion.url).run("python", "print(input())", [TestInput("hi\n")], RunLimits())
-    assert [(r.verdict, r.stdout) for r in run] == [(Verdict.OK, "hi\n")]
-    assert len(sandboxfusion.requests) == 3
-
-
-def test_unreachable_and_slow_engines_are_unavailable(sandboxfusion: FakeEngine) -> None:
-    closed = f"http://127.0.0.1:{free_port()}"
-    for engine in (SandboxFusionEngine(closed), PistonEngine(closed)):
-        with pytest.raises(EngineUnavailable, match=f"{engine.name} at {closed}.* is unreachable"):
-            engine.run("python", "print(1)", [TestInput()], RunLimits())
-    sandboxfusion.mode = "slow"  # answers after 3 s; the client waits 0.2 + 0.2 + 1 s
-    limits = RunLimits(time_limit_s=0.2, compile_time_limit_s=0.2)
-    with pytest.raises(EngineUnavailable, match=r"sandboxfusion at .* did not answer within 1\.4 s"):
-        SandboxFusionEngine(sandboxfusion.url, margin_s=1.0).run("python", "print(1)", [TestInput()], limits)
-
-
-def test_piston_output_limit_and_a_function_that_never_returns(piston: FakeEngine) -> None:
-    engine = PistonEngine(piston.url)
-    limits = RunLimits(time_limit_s=2.0)
-    (flood,) = engine.run("python", "print('x' * 5000)", [TestInput()], limits)
-    assert flood.verdict is Verdict.OUTPUT_LIMIT  # Piston's stdout cap (1024 characters by default)
-    exits = "import os\ndef add(a, b):\n    os._exit(0)\n"
-    adds = "def add(a, b):\n    print('debug')\n    return [a + b]\n"
-    (gone,) = engine.run("python", exits, [TestInput(fn_name="add", args=(1, 2))], limits)
-    (added,) = engine.run("python", adds, [TestInput(fn_name="add", args=(1, 2))], limits)
-    assert gone.verdict is Verdict.RUNTIME_ERROR and "exited before returning a result" in gone.stderr_tail
-    assert (added.verdict, json.loads(added.stdout)) == (Verdict.OK, [3])  # its print went to stderr
-    assert json.loads(piston.requests[-1][1]["stdin"]) == [1, 2]
-
-
-def test_stop_on_failure_sends_no_more_tests(sandboxfusion: FakeEngine) -> None:
-    tests = [TestInput("1\n"), TestInput("x\n"), TestInput("3\n")]
-    runs = SandboxFusionEngine(sandboxfusion.url).run("python", "print(int(input()))", tests, RunLimits(), True)
-    assert [r.verdict for r in runs] == [Verdict.OK, Verdict.RUNTIME_ERROR, Verdict.NOT_RUN]
-    assert len(sandboxfusion.requests) == 2
-
-
-def test_a_remote_engine_without_its_url_switches_the_code_rewards_off() -> None:
-    """What the server's start-up does (engines.startup) when code_engine names a remote engine with no URL."""
-    import reward_server.rewards  # noqa: F401 - registers the code rewards
-    from reward_server.code.engines import startup
-    from reward_server.registry import REGISTRY
-    from reward_server.settings import CodeSettings
-
-    registry = REGISTRY.copy()
-    reason = startup(CodeSettings(code_engine="sandboxfusion"), registry)
-    assert reason == "sandboxfusion: no server configured (setting sandboxfusion_url, --sandboxfusion-url)"
-    for name in ("code_pass_rate", "code_passed", "open_r1_code", "open_r1_binary_code", "open_r1_code_format"):
-        assert registry.unavailable_reason(name) == reason
-    assert (
-        startup(CodeSettings(code_engine="sandboxfusion", sandboxfusion_url="http://sandbox:8080"), REGISTRY.copy())
-        == ""
-    )

@@ -322,6 +322,17 @@ def test_every_format_scores_the_same(client: RewardClient) -> None:
         ("not json {", "not JSON"),
         ({"tests": []}, "unknown test format"),
         ({"test_cases": []}, "no test cases"),
+        (  # only a Python program can be called: a problem that says otherwise cannot be graded anywhere
+            {
+                "language": "cpp",
+                "test_cases": [{"type": "function_call", "fn_name": "f", "input": "[1]", "output": "1"}],
+            },
+            "language 'cpp' with function_call tests: function-call tests run Python programs only",
+        ),
+        (
+            {"language": "c++", "fn_name": "f", "inputs": ["1"], "outputs": ["1"]},
+            "language 'c++' with function_call tests",
+        ),
     ],
 )
 def test_malformed_tests_are_refused_naming_the_sample(client: RewardClient, info: Any, message: str) -> None:
@@ -389,3 +400,49 @@ def test_bad_params_are_refused_up_front(client: RewardClient, params: dict, mes
         client.score([sample("x", BY_ID["sum_two"]["verification_info"])], [{"name": "code_passed", "params": params}])
     assert caught.value.code == grpc.StatusCode.INVALID_ARGUMENT
     assert message in caught.value.details
+
+
+def test_a_cpp_answer_to_a_function_call_problem_is_the_programs_failure(client: RewardClient) -> None:
+    """APPS/TACO/LiveCodeBench give ``fn_name`` without a language, and only Python can be called: the problem is
+    Python's. A completion answering in C++ has no python block, which the strict rewards score 0 (never a NaN that
+    would spare the policy its penalty and count as an engine failure); open_r1_code gives open-r1's number."""
+    call = BY_ID["two_sum"]["verification_info"]
+    cases = call["test_cases"]
+    lcb = {
+        "fn_name": "two_sum",
+        "inputs": ["\n".join(json.dumps(a) for a in json.loads(t["input"])) for t in cases],
+        "outputs": [json.dumps(json.loads(t["output"])[0]) for t in cases],
+    }
+    no_language = {"test_cases": cases}  # open-r1's format with no language named
+    cpp = completion_of(BY_ID["sum_two_cpp"]["reference"], "cpp")
+    rewards = ["code_pass_rate", "code_passed", "open_r1_code", "open_r1_binary_code"]
+    result = client.score([sample(cpp, lcb), sample(cpp, json.dumps(lcb)), sample(cpp, no_language)], rewards)
+    rate, passed, open_r1, binary = result.rewards
+    n = len(cases)
+    for strict in (rate, passed):
+        assert strict.scores == [0.0, 0.0, 0.0], strict.notes
+        assert strict.counts.unavailable == 0 and strict.counts.scored == 3
+        assert (
+            strict.extra_columns["code_verdicts"]
+            == [f"0/{n} passed; no code: no ```python block (the problem is in python); #1-#{n} not run"] * 3
+        )
+    assert open_r1.scores[2] == open_r1_code_reward(cpp, no_language) == 0.0  # open-r1's own grader
+    assert open_r1.scores == binary.scores == [0.0, 0.0, 0.0]
+    assert open_r1.counts.unavailable == 0
+    # The same problem answered in Python is graded as usual.
+    python = completion_of(BY_ID["two_sum"]["reference"], "python")
+    again = client.score([sample(python, lcb), sample(python, no_language)], ["code_pass_rate"])
+    assert again.rewards[0].scores == [1.0, 1.0]
+
+
+def test_an_engine_refusing_what_the_checks_exclude_is_not_unavailable() -> None:
+    """Only the engine's own failure (EngineUnavailable) is UNAVAILABLE. A ValueError from an engine (a call test
+    outside Python, a language it does not know) is a request the checks up front exclude: it must not become a NaN
+    that spares the program its score."""
+    from reward_server.code.execution import RunLimits, TestInput
+    from reward_server.code.rewards import run_program
+
+    with pytest.raises(ValueError, match="function-call tests are run for Python only, not cpp"):
+        run_program("local", "cpp", "int main() {}", [TestInput(fn_name="f")], RunLimits(), False)
+    with pytest.raises(ValueError, match="unsupported language 'cobol'"):
+        run_program("local", "cobol", "", [TestInput()], RunLimits(), False)

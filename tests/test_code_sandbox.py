@@ -5,6 +5,8 @@ filter's layout. All against the real bwrap and harness (the escape suite is ``t
 from __future__ import annotations
 
 import json
+import logging
+import math
 import os
 import shutil
 import struct
@@ -13,20 +15,29 @@ import threading
 from pathlib import Path
 
 import pytest
-from conftest import run_module
+from conftest import REPO, run_module
+from registry_scoring import score
 from test_code_sandbox_escape import leftovers, named, token
 
-from reward_server.code.execution import RunLimits, TestInput, Verdict
+from reward_server import settings
+from reward_server.code import engines
+from reward_server.code.execution import EngineUnavailable, RunLimits, TestInput, Verdict
 from reward_server.code.languages import LANGUAGES, find_language
-from reward_server.code.sandbox import LocalEngine, UnsafeLocalEngine
+from reward_server.code.sandbox import LocalEngine, SandboxLimits, UnsafeLocalEngine
 from reward_server.code.sandbox import bwrap as bw
 from reward_server.code.sandbox import engine as engine_module
 from reward_server.code.sandbox.seccomp import ARCHES, DENIED, build_filter
+from reward_server.code.sandbox.selftest import FIX, FIX_CHECKS, self_test
 from reward_server.code.sandbox.slots import Slots
-from reward_server.settings import CodeSettings
+from reward_server.outcomes import NoteKind
+from reward_server.registry import REGISTRY
+from reward_server.settings import CodeSettings, WorkerSettings
 
 LIMITS = RunLimits(time_limit_s=2.0, memory_mb=256)
 ADD = "a, b = map(int, input().split())\nprint(a + b)\n"
+#: bwrap's command line as the sandbox builds it (tests below weaken it).
+SOUND_COMMAND = bw.command
+ADD_INFO = {"language": "python", "test_cases": [{"type": "stdin_stdout", "input": "1 2\n", "output": "3\n"}]}
 
 
 @pytest.fixture(scope="module", params=["local", "unsafe-local"])
@@ -232,3 +243,127 @@ def test_a_negative_concurrency_limit_is_refused_at_start(tmp_path) -> None:
     result = run_module("reward_server", "--config", str(config), "--port", "0", timeout=60)
     assert result.returncode == 2
     assert "code_max_concurrency must be 0 (one per core) or more, got -1" in result.stderr
+
+
+def test_open_files_and_core_dumps_are_limited(engine) -> None:
+    program = (
+        "import errno, os, resource\nprint(resource.getrlimit(resource.RLIMIT_CORE))\nfds = []\ntry:\n"
+        "    while True:\n        fds.append(os.open('/dev/null', os.O_RDONLY))\nexcept OSError as exc:\n"
+        "    print(errno.errorcode[exc.errno], len(fds))\n"
+    )
+    [run] = engine.run("python", program, [TestInput()], LIMITS)
+    core, opened = run.stdout.splitlines()
+    assert core == "(0, 0)"  # no core files, and the program cannot raise the limit
+    error, count = opened.split()
+    assert error == "EMFILE" and 0 < int(count) < SandboxLimits().open_files  # fds 0-3 are taken already
+
+
+def test_a_sandbox_that_fails_is_unavailable_never_a_verdict(monkeypatch) -> None:
+    """bwrap ends without running the harness (here /bin/false as bwrap): the engine's failure, not the program's."""
+    broken = CodeSettings(sandbox_bwrap="/bin/false")
+    with pytest.raises(EngineUnavailable, match=r"^local engine: the sandbox failed \(exit 1\): no output$"):
+        LocalEngine(broken).run("python", ADD, [TestInput("1 2")], LIMITS)
+    # Through the reward: NaN with an UNAVAILABLE note naming the engine (no start-up gate here: the run itself fails).
+    monkeypatch.setattr(settings, "_current", WorkerSettings(code=broken))
+    result = score("code_pass_rate", [f"```python\n{ADD}```"], [ADD_INFO])
+    assert math.isnan(result.scores[0]) and result.notes[0].kind == NoteKind.UNAVAILABLE
+    assert (
+        result.notes[0].reason == "code_pass_rate: engine local: local engine: the sandbox failed (exit 1): no output"
+    )
+
+
+def test_a_sandbox_that_died_before_it_printed_anything_is_started_once_more(tmp_path, caplog) -> None:
+    """Nothing of the program ran (here bwrap aborts, as a child forked from a process with gRPC's threads sometimes
+    does before it execs): the engine starts the sandbox once more instead of failing the sample."""
+    marks = Path(tempfile.mkdtemp(prefix="sandbox-once-"))
+    marks.chmod(0o777)  # the stub may run as the sandbox uid
+    real = bw.bwrap_for_sandbox_uid(bw.find_bwrap())
+    stub = tmp_path / "bwrap"
+    stub.write_text(
+        f'#!/bin/sh\nif [ ! -e {marks}/once ]; then : > {marks}/once; kill -ABRT $$; fi\nexec {real} "$@"\n'
+    )
+    stub.chmod(0o755)
+    usable = bw.bwrap_for_sandbox_uid(stub)  # as root: a copy the sandbox uid can run, removed below
+    try:
+        with caplog.at_level(logging.WARNING):
+            [run] = LocalEngine(CodeSettings(sandbox_bwrap=str(stub))).run("python", ADD, [TestInput("1 2")], LIMITS)
+    finally:
+        shutil.rmtree(marks)
+        if usable != stub:
+            shutil.rmtree(usable.parents[2])
+    assert (run.verdict, run.stdout) == (Verdict.OK, "3\n")
+    assert "the sandbox failed (exit -6): no output, starting it once more" in caplog.text
+
+
+# ----------------------------------------------------------------------------------- the self-test's detection
+
+
+def weaken(monkeypatch: pytest.MonkeyPatch, *options: str) -> None:
+    """Make every sandbox from now on start with ``options`` added to bwrap's command line (right after its first
+    options, so the sandbox's own binds and mounts still come after them)."""
+    command = bw.command
+
+    def weakened(*args, **kwargs) -> list[str]:
+        cmd = command(*args, **kwargs)
+        at = cmd.index("--clearenv") + 1
+        return [*cmd[:at], *options, *cmd[at:]]
+
+    monkeypatch.setattr(bw, "command", weakened)
+
+
+def test_self_test_finds_a_sandbox_that_shares_the_hosts_network(monkeypatch) -> None:
+    # seccomp still refuses internet sockets: the probe sees the shared namespace itself.
+    weaken(monkeypatch, "--share-net")
+    reason = self_test()
+    assert reason is not None
+    assert reason.startswith("the local code sandbox failed its self-test (network: the sandbox shares the host's ")
+    assert reason.endswith(f"refusing to run code here; {FIX_CHECKS}")
+
+
+def test_self_test_finds_host_files_in_the_sandbox(monkeypatch) -> None:
+    weaken(monkeypatch, "--ro-bind", "/", "/")  # the trap the issue measured: a read-only root shows everything
+    reason = self_test()
+    assert reason is not None and "failed its self-test (host files: visible: /etc/shadow, /etc/passwd" in reason
+    assert str(REPO) in reason
+    assert "writes" not in reason and "network" not in reason  # only what is wrong is named
+
+
+def test_self_test_says_user_namespaces_look_blocked_and_how_to_fix_it(tmp_path) -> None:
+    stub = tmp_path / "bwrap"
+    stub.write_text("#!/bin/sh\necho 'bwrap: setting up uid map: Permission denied' >&2\nexit 1\n")
+    stub.chmod(0o755)
+    reason = self_test(CodeSettings(sandbox_bwrap=str(stub)))
+    assert reason == (
+        "the local code sandbox cannot start here, user namespaces look blocked (local engine: the sandbox failed "
+        f"(exit 1): bwrap: setting up uid map: Permission denied); {FIX}"
+    )
+
+
+# ----------------------------------------------------------------------------------- engine: local on a remote server
+
+
+def test_on_a_remote_server_engine_local_runs_only_after_its_self_test(monkeypatch, caplog) -> None:
+    """A request may pick ``engine: local`` where the server's engine is remote: the sandbox is self-tested at
+    start-up (logged) and once per process on first use; when it fails, those samples are NaN with the reason."""
+    monkeypatch.setattr(engines, "_self_tests", {})
+    code = CodeSettings(code_engine="sandboxfusion", sandboxfusion_url="http://127.0.0.1:9")
+    weaken(monkeypatch, "--share-net")
+    with caplog.at_level(logging.WARNING):
+        assert engines.startup(code, REGISTRY.copy()) == ""  # the code rewards stay on, for the remote engine
+    [record] = [r for r in caplog.records if "engine: local" in r.getMessage()]
+    assert "shares the host's network namespace" in record.getMessage()
+    engines._self_tests.clear()  # a scoring worker: a process of its own, where start-up did not run
+    with pytest.raises(EngineUnavailable, match="failed its self-test \\(network: the sandbox shares"):
+        engines.get_engine("local", code)
+    assert code in engines._self_tests  # tested once, then remembered
+    monkeypatch.setattr(settings, "_current", WorkerSettings(code=code))
+    result = score("code_pass_rate", [f"```python\n{ADD}```"], [ADD_INFO], engine="local")
+    assert math.isnan(result.scores[0]) and result.notes[0].kind == NoteKind.UNAVAILABLE
+    assert result.notes[0].reason.startswith(
+        "code_pass_rate: engine local: the local code sandbox failed its self-test (network"
+    )
+    # A sound sandbox passes the same test and runs the program.
+    monkeypatch.setattr(bw, "command", SOUND_COMMAND)
+    engines._self_tests.clear()
+    assert score("code_pass_rate", [f"```python\n{ADD}```"], [ADD_INFO], engine="local").scores == [1.0]
+    assert engines._self_tests[code] == ""

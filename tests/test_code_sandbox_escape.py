@@ -20,6 +20,7 @@ from conftest import REPO
 
 from reward_server.code.execution import RunLimits, TestInput, TestRun, Verdict
 from reward_server.code.sandbox import LocalEngine
+from reward_server.code.sandbox.engine import STARTUP_SLACK_S
 from reward_server.code.sandbox.selftest import self_test
 
 LIMITS = RunLimits(time_limit_s=1.0, memory_mb=256, output_bytes=1 << 20, compile_time_limit_s=30.0)
@@ -36,8 +37,10 @@ def token() -> str:
     return "sbx" + uuid.uuid4().hex[:10]  # fits the 15 characters of a process name
 
 
-def named(tok: str, source: str) -> str:
+def named(tok: str, source: str, language: str = "python") -> str:
     """``source`` run by processes named ``tok`` (so a leftover one can be found on the host)."""
+    if language == "cpp":  # a static initializer: runs before main
+        return f'#include <sys/prctl.h>\nstatic int named_by_test = prctl(15, "{tok}", 0, 0, 0);\n{source}'
     return f"import ctypes\nctypes.CDLL(None).prctl(15, {tok.encode()!r}, 0, 0, 0)\n{source}"
 
 
@@ -51,13 +54,22 @@ def leftovers(tok: str) -> list[str]:
     return found
 
 
-def run(engine: LocalEngine, source: str, tests: int = 1, limits: RunLimits = LIMITS, **kw) -> tuple[list, float]:
-    """Run a hostile ``source`` (named with a fresh token); assert nothing of it is left; the runs and seconds."""
+def budget(limits: RunLimits, tests: int, compiled: bool) -> float:
+    """The engine's wall-clock budget of one sandbox: past it, the engine's backstop would kill the sandbox."""
+    return (limits.compile_time_limit_s if compiled else 0) + tests * (limits.time_limit_s + 0.2) + STARTUP_SLACK_S
+
+
+def run(
+    engine: LocalEngine, source: str, tests: int = 1, limits: RunLimits = LIMITS, language: str = "python", **kw
+) -> tuple[list, float]:
+    """Run a hostile ``source`` (named with a fresh token); assert it ended within its budget (the harness's own
+    limits ended it, not the engine's backstop) and that nothing of it is left; the runs and seconds."""
     tok = token()
     started = time.monotonic()
-    runs = engine.run("python", named(tok, source), [TestInput(**kw)] * tests, limits)
+    runs = engine.run(language, named(tok, source, language), [TestInput(**kw)] * tests, limits)
     elapsed = time.monotonic() - started
     assert leftovers(tok) == [], "processes left behind"
+    assert elapsed < budget(limits, tests, language == "cpp"), f"{elapsed:.1f} s: over the sandbox's budget"
     return runs, elapsed
 
 
@@ -169,7 +181,7 @@ def test_two_gib_allocation_in_cpp_is_a_memory_limit(engine) -> None:
         '#include <cstdio>\n#include <cstring>\nint main() { long n; std::scanf("%ld", &n);\n'
         'char *p = new char[n]; std::memset(p, 1, n); std::printf("%d", p[n - 1]); }\n'
     )
-    [result] = engine.run("cpp", program, [TestInput(stdin=str(2 << 30))], LIMITS)
+    [result], _ = run(engine, program, language="cpp", stdin=str(2 << 30))
     assert result.verdict == Verdict.MEMORY_LIMIT
     assert "bad_alloc" in result.stderr_tail
 
@@ -184,8 +196,9 @@ def test_busy_loop_and_sleep_end_at_the_time_limit(engine, program) -> None:
 
 
 def test_busy_loop_in_cpp_ends_at_the_time_limit(engine) -> None:
-    [result] = engine.run("cpp", "int main() { volatile long i = 0; for (;;) i++; }\n", [TestInput()], LIMITS)
+    [result], elapsed = run(engine, "int main() { volatile long i = 0; for (;;) i++; }\n", language="cpp")
     assert result.verdict == Verdict.TIME_LIMIT
+    assert elapsed < LIMITS.time_limit_s + 10  # the compile (a few seconds at most here), then 1 s of looping
 
 
 def test_a_100_mib_file_is_refused(engine) -> None:
@@ -246,6 +259,22 @@ print("process_vm_readv", libc.process_vm_readv(harness, iov, 1, iov, 1, 0), cty
     lines = result.stdout.splitlines()
     assert all(line.startswith("refused") for line in lines[:5]), lines
     assert lines[5:] == ["ptrace -1 1", "process_vm_readv -1 1"]  # EPERM from the seccomp filter
+
+
+def test_test_processes_are_not_dumpable(engine) -> None:
+    """A Python test is forked from the non-dumpable harness; a C++ program is exec'd, which makes a process dumpable
+    again unless it cannot read its executable: the harness makes it execute-only before each test, so even a
+    program that gave itself read access back runs non-dumpable the next time."""
+    [python], _ = run(engine, "import ctypes\nprint(ctypes.CDLL(None).prctl(3, 0, 0, 0, 0))\n")  # PR_GET_DUMPABLE
+    assert (python.verdict, python.stdout) == (Verdict.OK, "0\n")
+    program = (
+        "#include <cstdio>\n#include <sys/stat.h>\nint main() {\n"
+        '  std::FILE *self = std::fopen("/proc/self/exe", "rb");\n'
+        '  std::printf("%d %s\\n", prctl(PR_GET_DUMPABLE), self ? "readable" : "unreadable");\n'
+        '  chmod("/proc/self/exe", 0755);\n}\n'
+    )
+    runs, _ = run(engine, program, tests=2, language="cpp")
+    assert [(r.verdict, r.stdout) for r in runs] == [(Verdict.OK, "0 unreadable\n")] * 2
 
 
 def test_namespaces_and_mounts_are_refused(engine) -> None:

@@ -5,6 +5,12 @@ remote engines register a factory in :data:`ENGINES`. At start-up the server cal
 the code rewards off, with the reason ListRewards shows, when code execution is off by config or the local sandbox
 fails its self-test. Unsafe mode (no sandbox) is used only when the operator asks for it by its name, and is logged
 as a WARNING at start-up.
+
+A request may pick the local sandbox (``engine: local``) on a server whose own engine is remote. The self-test then
+runs too: at start-up (a WARNING says when it fails, the code rewards stay on for the remote engine), and once per
+scoring process, cached, the first time such a request picks it (workers are separate processes). A failed
+self-test makes every sample sent to the local engine NaN with an UNAVAILABLE note giving the reason and the fix:
+the sandbox never runs code unchecked.
 """
 
 from __future__ import annotations
@@ -34,6 +40,19 @@ UNSAFE_WARNING = (
 
 _engines: dict[tuple[str, CodeSettings], Engine] = {}
 _lock = threading.Lock()
+#: The local sandbox's self-test result per settings ("" = passed), run once per process.
+_self_tests: dict[CodeSettings, str] = {}
+_self_test_lock = threading.Lock()
+
+
+def local_sandbox_reason(code: CodeSettings) -> str:
+    """Why the local sandbox cannot be used with these settings ("" when it passes its self-test); cached."""
+    with _self_test_lock:
+        if code not in _self_tests:
+            from reward_server.code.sandbox.selftest import self_test
+
+            _self_tests[code] = self_test(code) or ""
+        return _self_tests[code]
 
 
 def engine_name(code: CodeSettings, name: str | None = None) -> str:
@@ -62,6 +81,12 @@ def get_engine(name: str | None = None, code: CodeSettings | None = None) -> Eng
     """
     code = code or settings.current().code
     key = (engine_name(code, name), code)
+    if key[0] == "local" and code.code_engine != "local":
+        # Picked by a request on a server whose own engine is remote: start-up did not gate it (the server's own
+        # local engine is gated there: the code rewards are switched off when it fails).
+        reason = local_sandbox_reason(code)
+        if reason:
+            raise EngineUnavailable(reason)
     with _lock:
         engine = _engines.get(key)
         if engine is None:
@@ -83,9 +108,7 @@ def unavailable_reason(code: CodeSettings) -> str:
     except ValueError as exc:
         return str(exc)
     if name == "local":
-        from reward_server.code.sandbox.selftest import self_test
-
-        return self_test(code) or ""
+        return local_sandbox_reason(code)
     try:
         ENGINES[name](code)  # a remote engine without its server's URL cannot run anything
     except EngineUnavailable as exc:
@@ -96,11 +119,18 @@ def unavailable_reason(code: CodeSettings) -> str:
 def startup(code: CodeSettings, registry: Registry) -> str:
     """At server start: warn about unsafe mode, test the sandbox, switch the code rewards off if they cannot run.
 
+    The local sandbox is tested whenever a request can pick it: also on a server whose own engine is remote (its
+    failure is then logged, and makes ``engine: local`` samples UNAVAILABLE, see :func:`get_engine`).
+
     Returns the reason they are off ("" when on); logs it as a WARNING.
     """
     if code.code_execution and code.unsafe_run_code_without_sandbox:
         log.warning(UNSAFE_WARNING)
     reason = unavailable_reason(code)
+    if not reason and not code.unsafe_run_code_without_sandbox and engine_name(code) != "local":
+        local = local_sandbox_reason(code)  # a request may still pick engine: local
+        if local:
+            log.warning("requests for the local code engine (engine: local) are unavailable: %s", local)
     if reason:
         names = sorted(n for n in CODE_REWARDS if n in registry)
         for name in names:

@@ -12,7 +12,9 @@ Three families are read (the column may be a JSON object or a JSON string holdin
 A function-call test's input is its positional arguments: a JSON list, or text: in open-r1's format the JSON text of
 that list (``"[[2, 7], 9]"``, as its dataset stores it), in the APPS family one JSON value per line (LiveCodeBench's
 and verl's convention). Its expected output is a JSON value (or JSON text); APPS and TACO wrap it in a
-one-element list, so that unwrapped value is accepted too. Anything else is refused with a :class:`FormatError`
+one-element list, so that unwrapped value is accepted too. Function-call tests make the problem a Python problem
+(only a Python program can be called): its language is "python" when the column names none, and a column naming
+another language with function-call tests is refused. Anything else is refused with a :class:`FormatError`
 saying what is wrong where. Pickled test data (some LiveCodeBench dumps: base64 of zlib of a pickle) is refused
 and never unpickled: unpickling runs whatever code the data names.
 """
@@ -24,10 +26,11 @@ import binascii
 import json
 import zlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from reward_server.code.execution import TestInput
+from reward_server.code.languages import find_language
 
 _MISSING = object()
 
@@ -97,6 +100,26 @@ def parse_problem(value: Any) -> Problem:
         )
     if not problem.tests:
         raise FormatError("no test cases")
+    return _call_tests_are_python(problem)
+
+
+def _call_tests_are_python(problem: Problem) -> Problem:
+    """A problem with function-call tests is a Python problem: only Python programs can be called.
+
+    APPS, TACO and LiveCodeBench give ``fn_name`` without a language: the problem is then Python, so a completion in
+    another language is "no python block" (the program's failure, scored), never an engine that cannot call it.
+    A problem that names another language and has function-call tests cannot be run anywhere: refused.
+    """
+    if not any(test.is_call for test in problem.tests):
+        return problem
+    if problem.language is None:
+        return replace(problem, language="python")
+    named = find_language(problem.language)
+    if named is None or named.name != "python":
+        raise FormatError(
+            f"language {problem.language[:40]!r} with function_call tests: function-call tests run Python programs "
+            "only (drop the language, or make the tests stdin_stdout)"
+        )
     return problem
 
 

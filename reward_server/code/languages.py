@@ -1,5 +1,8 @@
 """The languages code rewards run: one table entry each; adding Java, Rust or JavaScript is an entry, not code.
 
+The remote engines read the same table: a language goes to SandboxFusion or Piston under the name its entry gives
+for that engine (``sandboxfusion``, ``piston``), in a file named ``file_name``, compiled when it has ``compile``.
+
 A run or compile command is a tuple of arguments in which ``{file}`` (the source file), ``{exe}`` (the compiled
 program) and ``{python}`` (the sandbox's interpreter) are filled in. Commands run inside the sandbox, where only
 ``binds`` (read-only) and the work dir exist; the compile step has its own time limit (``RunLimits``).
@@ -28,6 +31,9 @@ class Language:
     #: Tests run in a child forked from the harness's own interpreter (no interpreter start per test; the only way
     #: to run function-call tests). Python only.
     in_harness: bool = False
+    #: The language's name for the remote engines ("": that engine is not used for it).
+    sandboxfusion: str = ""
+    piston: str = ""
 
 
 LANGUAGES: dict[str, Language] = {
@@ -39,6 +45,8 @@ LANGUAGES: dict[str, Language] = {
             run=("{python}", "-S", "-I", "{file}"),
             aliases=("py", "python3", "py3"),
             in_harness=True,
+            sandboxfusion="python",
+            piston="python",
         ),
         Language(
             "cpp",
@@ -46,6 +54,8 @@ LANGUAGES: dict[str, Language] = {
             compile=("/usr/bin/g++", "-O2", "-std=gnu++17", "-pipe", "-o", "{exe}", "{file}"),
             run=("{exe}",),
             aliases=("c++", "cxx", "cc", "cpp17", "g++"),
+            sandboxfusion="cpp",
+            piston="c++",
         ),
     )
 }

@@ -26,11 +26,14 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from typing import Any
 
+from reward_server import cancellation
 from reward_server.code.engines import ENGINES
 from reward_server.code.execution import EngineUnavailable, RunLimits, TestInput, TestRun, Verdict
+from reward_server.code.languages import LANGUAGES
+from reward_server.code.sandbox.slots import Slots, server_slots
 from reward_server.settings import CodeSettings
 
 #: Runs the program's functions: globals first, else a LeetCode-style ``Solution`` class. The program's own prints
@@ -52,11 +55,17 @@ _stdout.write(_result + "\\n")
 _stdout.flush()
 """
 
-#: Our language names → each engine's.
-SANDBOXFUSION_LANGUAGES = {"python": "python", "cpp": "cpp"}
-PISTON_LANGUAGES = {"python": "python", "cpp": "c++"}
-_FILE_NAMES = {"python": "main.py", "cpp": "main.cpp"}
-_COMPILED = frozenset({"cpp"})
+
+def engine_languages(engine: str) -> dict[str, str]:
+    """Our language names → ``engine``'s, from the language table (its ``sandboxfusion`` / ``piston`` names).
+
+    Example:
+        >>> engine_languages("piston")
+        {'python': 'python', 'cpp': 'c++'}
+    """
+    return {lang.name: getattr(lang, engine, "") for lang in LANGUAGES.values() if getattr(lang, engine, "")}
+
+
 #: Seconds an HTTP call may take beyond the program's own limits (queueing, compile, transfer).
 MARGIN_S = 10.0
 _RETRY_STATUS = (502, 503, 504)
@@ -126,28 +135,51 @@ def _tail(text: Any) -> str:
 
 
 class _RemoteEngine:
-    """One HTTP request per test, up to ``parallel`` of one completion's tests at once."""
+    """One HTTP request per test, up to ``parallel`` of one completion's tests at once.
 
-    name = "remote"
-    languages: Mapping[str, str] = {}
+    A completion holds one of the server's code slots (``code_max_concurrency``, shared with the local sandbox)
+    while its tests run, and a cancelled request stops sending its tests: between two tests, and while it waits
+    for parallel ones (a request in flight is left to finish in the background, bounded by its HTTP timeout).
+    """
 
-    def __init__(self, url: str, parallel: int = 4, margin_s: float = MARGIN_S) -> None:
+    name = "remote"  # also the field of the language table naming each language for this engine
+
+    def __init__(self, url: str, parallel: int = 4, margin_s: float = MARGIN_S, max_concurrency: int = 0) -> None:
         if not url:
             raise ValueError(f"{self.name}: no URL configured")
         self.url = url.rstrip("/")
         self.parallel = max(1, parallel)
         #: Seconds an HTTP call may take beyond the program's limits before the engine counts as unavailable.
         self.margin_s = margin_s
+        #: The server-wide limit on completions running at once (0 = one per core), as ``code_max_concurrency``.
+        self.max_concurrency = max_concurrency
 
-    def _run_one(self, language: str, source: str, test: TestInput, limits: RunLimits) -> TestRun:
+    @property
+    def languages(self) -> dict[str, str]:
+        """Our language names → this engine's, read from the language table (an entry there is all it takes)."""
+        return engine_languages(self.name)
+
+    @property
+    def slots(self) -> Slots:
+        return server_slots(self.max_concurrency)
+
+    def _run_one(self, language: str, program: str, test: TestInput, limits: RunLimits) -> TestRun:
+        """Send ``program`` (the source, or its function-call driver) with ``test``'s stdin; read the answer."""
         raise NotImplementedError
 
     def _program(self, language: str, source: str, test: TestInput) -> str:
         if test.fn_name is None:
             return source
-        if language != "python":
-            raise EngineUnavailable(f"{self.name}: function-call tests run Python only, not {language}")
+        if language != "python":  # the checks up front make call tests Python's: a caller's error, not the engine's
+            raise ValueError(f"function-call tests are run for Python only, not {language}")
         return call_source(source, test.fn_name)
+
+    def _one(self, language: str, program: str, test: TestInput, limits: RunLimits) -> TestRun:
+        try:
+            run = self._run_one(language, program, test, limits)
+        except (AttributeError, KeyError, TypeError, ValueError) as exc:  # an answer not shaped as documented
+            raise EngineUnavailable(f"{self.name}: unexpected answer ({type(exc).__name__}: {exc})"[:300]) from None
+        return _returned(test, run)
 
     def run(
         self,
@@ -161,29 +193,47 @@ class _RemoteEngine:
             raise EngineUnavailable(
                 f"{self.name} is not set up here for {language!r} (it runs {sorted(self.languages)})"
             )
-
-        def one(test: TestInput) -> TestRun:
-            return _returned(test, self._run_one(language, source, test, limits))
-
         if not tests:
             return []
+        programs = [self._program(language, source, test) for test in tests]
+        with self.slots.hold():
+            return self._run_all(language, programs, tests, limits, stop_on_failure)
+
+    def _run_all(
+        self, language: str, programs: list[str], tests: Sequence[TestInput], limits: RunLimits, stop: bool
+    ) -> list[TestRun]:
         # The first test alone: a compile error (or an engine down) is then known before the others are sent.
-        first = one(tests[0])
-        runs = [first]
-        rest = list(tests[1:])
-        if first.verdict is Verdict.COMPILE_ERROR:
-            return runs + [TestRun(Verdict.COMPILE_ERROR, "", first.stderr_tail) for _ in rest]
-        if stop_on_failure:
-            for test in rest:
-                if runs[-1].verdict is not Verdict.OK:
+        _stop_if_cancelled()
+        runs = [self._one(language, programs[0], tests[0], limits)]
+        rest = list(zip(programs[1:], tests[1:], strict=True))
+        if runs[0].verdict is Verdict.COMPILE_ERROR:
+            return runs + [TestRun(Verdict.COMPILE_ERROR, "", runs[0].stderr_tail) for _ in rest]
+        if stop or self.parallel == 1 or len(rest) <= 1:
+            for program, test in rest:
+                if stop and runs[-1].verdict is not Verdict.OK:
                     runs.append(TestRun(Verdict.NOT_RUN, ""))
                 else:
-                    runs.append(one(test))
+                    _stop_if_cancelled()
+                    runs.append(self._one(language, program, test, limits))
             return runs
-        if self.parallel == 1 or len(rest) <= 1:
-            return runs + [one(test) for test in rest]
-        with ThreadPoolExecutor(min(self.parallel, len(rest)), thread_name_prefix=self.name) as pool:
-            return runs + list(pool.map(one, rest))
+        pool = ThreadPoolExecutor(min(self.parallel, len(rest)), thread_name_prefix=self.name)
+        try:
+            futures = [pool.submit(self._one, language, program, test, limits) for program, test in rest]
+            pending = set(futures)
+            while pending:  # the cancel flag is read in this thread (it is the one the request's slot is watched in)
+                done, pending = wait(pending, timeout=0.1, return_when=FIRST_EXCEPTION)
+                _stop_if_cancelled()
+                for future in done:
+                    if (error := future.exception()) is not None:
+                        raise error
+            return runs + [future.result() for future in futures]
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _stop_if_cancelled() -> None:
+    if cancellation.cancelled():
+        raise cancellation.RequestCancelled("request cancelled while its code ran")
 
 
 class SandboxFusionEngine(_RemoteEngine):
@@ -195,17 +245,16 @@ class SandboxFusionEngine(_RemoteEngine):
     """
 
     name = "sandboxfusion"
-    languages = SANDBOXFUSION_LANGUAGES
 
     @property
     def endpoint(self) -> str:
         return self.url if self.url.endswith("/run_code") else f"{self.url}/run_code"
 
-    def _run_one(self, language: str, source: str, test: TestInput, limits: RunLimits) -> TestRun:
+    def _run_one(self, language: str, program: str, test: TestInput, limits: RunLimits) -> TestRun:
         payload = {
             "compile_timeout": limits.compile_time_limit_s,
             "run_timeout": limits.time_limit_s,
-            "code": self._program(language, source, test),
+            "code": program,
             "stdin": _stdin_of(test),
             "memory_limit_MB": limits.memory_mb,
             "language": self.languages[language],
@@ -248,32 +297,36 @@ class PistonEngine(_RemoteEngine):
     """
 
     name = "piston"
-    languages = PISTON_LANGUAGES
 
     def __init__(
-        self, url: str, parallel: int = 4, margin_s: float = MARGIN_S, versions: Mapping[str, str] | None = None
+        self,
+        url: str,
+        parallel: int = 4,
+        margin_s: float = MARGIN_S,
+        max_concurrency: int = 0,
+        versions: Mapping[str, str] | None = None,
     ) -> None:
-        super().__init__(url, parallel, margin_s)
+        super().__init__(url, parallel, margin_s, max_concurrency)
         self.versions = dict(versions or {})
 
     @property
     def endpoint(self) -> str:
         return self.url if self.url.endswith("/api/v2/execute") else f"{self.url}/api/v2/execute"
 
-    def _run_one(self, language: str, source: str, test: TestInput, limits: RunLimits) -> TestRun:
+    def _run_one(self, language: str, program: str, test: TestInput, limits: RunLimits) -> TestRun:
         piston_language = self.languages[language]
         run_ms, compile_ms = round(limits.time_limit_s * 1000), round(limits.compile_time_limit_s * 1000)
         payload = {
             "language": piston_language,
             "version": self.versions.get(piston_language, "*"),
-            "files": [{"name": _FILE_NAMES[language], "content": self._program(language, source, test)}],
+            "files": [{"name": LANGUAGES[language].file_name, "content": program}],
             "stdin": _stdin_of(test),
             "args": [],
             "run_timeout": run_ms,
             "run_cpu_time": run_ms,
             "run_memory_limit": limits.memory_mb * 1024 * 1024,
         }
-        if language in _COMPILED:  # Piston refuses a compile limit above its own, even for a language without one
+        if LANGUAGES[language].compile:  # Piston refuses a compile limit above its own, even for a language without one
             payload |= {"compile_timeout": compile_ms, "compile_cpu_time": compile_ms}
         timeout = limits.compile_time_limit_s + limits.time_limit_s + self.margin_s
         answer = post_json(self.name, self.endpoint, payload, timeout)
@@ -306,14 +359,14 @@ def sandboxfusion_engine(code: CodeSettings) -> SandboxFusionEngine:
     """The ``sandboxfusion`` engine of these settings (its URL: ``sandboxfusion_url``)."""
     if not code.sandboxfusion_url:
         raise EngineUnavailable("sandboxfusion: no server configured (setting sandboxfusion_url, --sandboxfusion-url)")
-    return SandboxFusionEngine(code.sandboxfusion_url)
+    return SandboxFusionEngine(code.sandboxfusion_url, max_concurrency=code.code_max_concurrency)
 
 
 def piston_engine(code: CodeSettings) -> PistonEngine:
     """The ``piston`` engine of these settings (its URL: ``piston_url``)."""
     if not code.piston_url:
         raise EngineUnavailable("piston: no server configured (setting piston_url, --piston-url)")
-    return PistonEngine(code.piston_url)
+    return PistonEngine(code.piston_url, max_concurrency=code.code_max_concurrency)
 
 
 ENGINES.setdefault("sandboxfusion", sandboxfusion_engine)

@@ -115,11 +115,16 @@ def summarize(verdicts: Sequence[str], why: str = "") -> str:
 def run_program(
     engine: str, language: str, source: str, tests: Sequence[TestInput], limits: RunLimits, stop: bool
 ) -> list[TestRun]:
-    """Run ``source`` on ``tests`` in the named engine; an engine failure is :class:`Unavailable` naming the engine."""
+    """Run ``source`` on ``tests`` in the named engine; an engine failure is :class:`Unavailable` naming the engine.
+
+    Only :class:`EngineUnavailable` is the engine's failure. A ``ValueError`` from an engine (a language it does not
+    run, a function-call test outside Python) means the caller asked for what the checks up front exclude: it stays
+    an error of the reward, never an UNAVAILABLE that would spare the program its score.
+    """
     try:
         runner = get_engine(engine or None)
         return runner.run(language, source, tests, limits, stop_on_failure=stop)
-    except (EngineUnavailable, ValueError) as exc:
+    except EngineUnavailable as exc:
         raise Unavailable(f"engine {engine or settings.current().code.code_engine}: {exc}") from None
 
 

@@ -22,7 +22,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -35,7 +34,7 @@ from reward_server.code.execution import EngineUnavailable, RunLimits, TestInput
 from reward_server.code.languages import Language, language
 from reward_server.code.sandbox import bwrap
 from reward_server.code.sandbox.seccomp import build_filter
-from reward_server.code.sandbox.slots import Slots, default_limit, slot_dir
+from reward_server.code.sandbox.slots import Slots, server_slots
 from reward_server.settings import CodeSettings
 
 log = logging.getLogger(__name__)
@@ -69,16 +68,11 @@ class _HarnessEngine:
     def __init__(self, settings: CodeSettings | None = None, limits: SandboxLimits | None = None) -> None:
         self.settings = settings or CodeSettings()
         self.sandbox_limits = limits or SandboxLimits()
-        self._slots_lock = threading.Lock()
-        self._slots: Slots | None = None
 
     @property
     def slots(self) -> Slots:
         """The server-wide limit on running sandboxes (made on first use: in the worker, which knows its server)."""
-        with self._slots_lock:
-            if self._slots is None:
-                self._slots = Slots(self.settings.code_max_concurrency or default_limit(), slot_dir())
-            return self._slots
+        return server_slots(self.settings.code_max_concurrency)
 
     @cached_property
     def python(self) -> Path:
@@ -108,8 +102,19 @@ class _HarnessEngine:
         request = self._request(lang, source, tests, limits, stop_on_failure)
         budget = (limits.compile_time_limit_s if lang.compile else 0) + len(tests) * (limits.time_limit_s + 0.2)
         with self.slots.hold():
-            out, err, code, killed = self._start_and_wait(lang, request, budget + STARTUP_SLACK_S)
-        return self._results(out, err, code, len(tests), killed)
+            for attempt in range(2):
+                out, err, code, killed = self._start_and_wait(lang, request, budget + STARTUP_SLACK_S)
+                try:
+                    return self._results(out, err, code, len(tests), killed)
+                except EngineUnavailable as exc:
+                    # The sandbox printed nothing: nothing of the program ran, so once more. A server that runs as
+                    # root forks bwrap (a uid change rules out vfork) from a process with gRPC's threads, and the
+                    # child then sometimes aborts in gRPC's fork handler before it execs (SIGABRT, ~1 in 20 here
+                    # while a server starts). A sandbox that cannot start fails twice.
+                    if killed or attempt or out.strip():
+                        raise
+                    log.warning("%s, starting it once more", exc)
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def _request(
         self, lang: Language, source: str, tests: Sequence[TestInput], limits: RunLimits, stop: bool

@@ -4,7 +4,8 @@ It is started as ``python -S -I -c <this file's text>`` (no file of the server n
 reads one request from stdin (``marshal``: the server's own data, and free to import), runs every test in a fresh
 child process and writes one JSON line per event to stdout. Expected outputs are never in the request: a program
 that reads the harness's memory finds nothing to copy (and cannot read it anyway: the harness makes itself
-non-dumpable first, which its forked children inherit).
+non-dumpable first, which its forked children inherit; a compiled program is made execute-only, which keeps it
+non-dumpable across its execve).
 
 Request: ``{"file", "source", "compile": [argv] | null, "run": [argv] | null (null = run Python in a forked child
 of this interpreter), "tests": [{"stdin", "fn_name", "args"}], "limits": {...}, "stop_on_failure", "sandboxed",
@@ -179,8 +180,16 @@ def kill_rest(sandboxed: bool, pid: int) -> None:
         time.sleep(0.0005)
 
 
-def run_one(request: dict, test: dict, argv: list | None, cpu_s: float, memory_mb: int, out_cap: int) -> dict:
-    """Fork one child for one test, feed its stdin, collect its output within the caps; returns the result line."""
+def run_one(
+    request: dict, test: dict, argv: list | None, cpu_s: float, memory_mb: int, out_cap: int, exec_only: bool = False
+) -> dict:
+    """Fork one child for one test, feed its stdin, collect its output within the caps; returns the result line.
+
+    ``exec_only``: ``argv[0]`` is the compiled program; the child makes it execute-only (mode 0111) right before
+    ``execv``. execve makes a process dumpable again, unless the file it runs is unreadable to it: the kernel then
+    keeps it non-dumpable (bwrap drops every capability, so no DAC override reads the file regardless). Done before
+    every test, so a test that changed the mode back does not make the next one dumpable.
+    """
     limits = request["limits"]
     stdin_r, stdin_w = os.pipe()
     out_r, out_w = os.pipe()
@@ -205,6 +214,8 @@ def run_one(request: dict, test: dict, argv: list | None, cpu_s: float, memory_m
             signal.signal(signal.SIGPIPE, signal.SIG_DFL)
             if argv is None:
                 run_python(request, test)
+            if exec_only:
+                os.chmod(argv[0], 0o111)
             os.execv(argv[0], argv)
         except BaseException as exc:  # noqa: BLE001 - before the program runs: report and leave
             os.write(2, f"harness: cannot start the test: {exc!r}\n".encode())
@@ -346,13 +357,16 @@ def main() -> None:
             emit({"done": True})
             return
     argv = fill(request["run"], request) if request.get("run") else None
+    exec_only = bool(argv) and argv[0] == fill(["{exe}"], request)[0]
     failed = False
     for i, test in enumerate(tests):
         if failed and request.get("stop_on_failure"):
             emit({"i": i, "verdict": "not run", "stdout": "", "stderr_tail": "", "exit_code": None, "elapsed_s": 0})
             continue
         emit({"start": i})
-        result = run_one(request, test, argv, limits["time_limit_s"], limits["memory_mb"], limits["output_bytes"])
+        result = run_one(
+            request, test, argv, limits["time_limit_s"], limits["memory_mb"], limits["output_bytes"], exec_only
+        )
         failed = failed or result["verdict"] != "ok"
         emit(dict(result, i=i))
     emit({"done": True})

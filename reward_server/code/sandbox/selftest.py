@@ -1,6 +1,7 @@
 """The sandbox's start-up self-test: a probe program runs inside and checks what the sandbox promises.
 
-It checks that code runs; that no network socket can be made; that host files (``/etc/shadow``, ``/root``, the
+It checks that code runs; that no network socket can be made and the sandbox has a network namespace of its own
+(and its own user, pid, mount, IPC and UTS namespaces); that host files (``/etc/shadow``, ``/root``, the
 server's own code) are absent; that writes outside the work dir are refused; and that the process limit holds.
 Any failure makes the code rewards unavailable with the reason and the fix. The server never falls back to
 running code unsandboxed by itself.
@@ -8,7 +9,9 @@ running code unsandboxed by itself.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -24,17 +27,38 @@ FIX = (
     "profile for bwrap; any host: sysctl user.max_user_namespaces > 0), or run programs elsewhere "
     "(code_engine: sandboxfusion or piston), or switch code rewards off (code_execution: false)"
 )
+#: How to fix a sandbox that starts but does not isolate as promised (a check of the probe failed).
+FIX_CHECKS = (
+    "fix: use an unmodified bubblewrap (sandbox_bwrap / $REWARD_SANDBOX_BWRAP name the one to use), or run programs "
+    "elsewhere (code_engine: sandboxfusion or piston), or switch code rewards off (code_execution: false)"
+)
 
+#: Namespaces the sandbox gets its own of (bwrap --unshare-all; cgroup only where the kernel has it).
+NAMESPACES = ("ipc", "mnt", "net", "pid", "user", "uts")
 _NAMESPACE_ERRORS = ("namespace", "uid map", "Operation not permitted", "Permission denied", "setting up")
 
 _PROBE = r"""
 import json, os, socket, sys
 checks = {}
+network = []
 try:
     socket.socket(socket.AF_INET, socket.SOCK_STREAM).close()
-    checks["network"] = "an internet socket could be created"
+    network.append("an internet socket could be created")
 except OSError:
     pass
+shared = []
+for kind, host in sorted(HOST_NAMESPACES.items()):
+    try:
+        if os.readlink("/proc/self/ns/" + kind) == host:
+            shared.append(kind)
+    except OSError:
+        pass
+if "net" in shared:
+    network.append("the sandbox shares the host's network namespace")
+if network:
+    checks["network"] = "; ".join(network)
+if [kind for kind in shared if kind != "net"]:
+    checks["namespaces"] = "shares the host's " + ", ".join(k for k in shared if k != "net") + " namespace"
 found = [p for p in HOST_PATHS if os.path.exists(p)]
 if found:
     checks["host files"] = "visible: " + ", ".join(found)
@@ -73,6 +97,15 @@ def host_paths() -> list[str]:
     return ["/etc/shadow", "/etc/passwd", "/root", "/home", str(code), sys.prefix]
 
 
+def host_namespaces() -> dict[str, str]:
+    """This process's namespaces (``net: "net:[4026531840]"``, ...): the sandbox must have none of them."""
+    found = {}
+    for kind in NAMESPACES:
+        with contextlib.suppress(OSError):
+            found[kind] = os.readlink(f"/proc/self/ns/{kind}")
+    return found
+
+
 def self_test(settings: CodeSettings | None = None) -> str | None:
     """None when the local sandbox works as promised, else why not and how to fix it.
 
@@ -84,6 +117,7 @@ def self_test(settings: CodeSettings | None = None) -> str | None:
     limits = SandboxLimits()
     engine = LocalEngine(settings, limits)
     source = _PROBE.replace("HOST_PATHS", repr(host_paths())).replace("MAX_FORKS", str(limits.processes * 4))
+    source = source.replace("HOST_NAMESPACES", repr(host_namespaces()))
     try:
         [run] = engine.run("python", source, [TestInput()], RunLimits(time_limit_s=10.0, memory_mb=256))
     except EngineUnavailable as exc:
@@ -99,5 +133,5 @@ def self_test(settings: CodeSettings | None = None) -> str | None:
         return f"the sandbox self-test probe printed no result ({run.stdout[:200]!r}); {FIX}"
     if failed:
         found = "; ".join(f"{check}: {what}" for check, what in failed.items())
-        return f"the local code sandbox failed its self-test ({found}): refusing to run code here; {FIX}"
+        return f"the local code sandbox failed its self-test ({found}): refusing to run code here; {FIX_CHECKS}"
     return None

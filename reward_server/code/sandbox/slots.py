@@ -15,6 +15,7 @@ import os
 import shutil
 import stat
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -91,3 +92,17 @@ class Slots:
             yield
         finally:
             os.close(fd)  # closing the file releases its lock
+
+
+_server_slots: dict[int, Slots] = {}
+_server_slots_lock = threading.Lock()
+
+
+def server_slots(limit: int = 0) -> Slots:
+    """This server's slots (``limit`` = ``code_max_concurrency``; 0 = one per core), shared by every engine: made
+    on first use, in the worker, which then knows its server (:func:`slot_dir`)."""
+    with _server_slots_lock:
+        slots = _server_slots.get(limit)
+        if slots is None:
+            slots = _server_slots[limit] = Slots(limit or default_limit(), slot_dir())
+        return slots
