@@ -1,6 +1,6 @@
 """The remote engines' clients in this process (``reward_server.code.remote``), against the stand-in SandboxFusion
 and Piston servers of ``test_code_remote.py`` (see there why stand-ins): retries, failures, output limits, stop on
-failure, cancellation, the server's code slots, the language table, and start-up without a URL."""
+failure, cancellation, the local slots not held, the language table, and start-up without a URL."""
 
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ from conftest import free_port
 from test_code_remote import PISTON_LIMITS, FakeEngine, PistonHandler, SandboxFusionHandler
 
 from reward_server import cancellation
-from reward_server.code import remote
 from reward_server.code.execution import EngineUnavailable, RunLimits, TestInput, Verdict
 from reward_server.code.languages import LANGUAGES, Language
 from reward_server.code.remote import PistonEngine, SandboxFusionEngine
@@ -144,21 +143,12 @@ def test_a_cancelled_request_sends_no_more_tests(sandboxfusion: FakeEngine, canc
     assert sorted(body["stdin"] for _, body in sandboxfusion.requests) == [f"{i}\n" for i in range(5)]
 
 
-def test_a_completion_holds_one_of_the_servers_code_slots(sandboxfusion: FakeEngine) -> None:
-    """The server-wide code concurrency limit (code_max_concurrency) counts remote completions too."""
-    engine = SandboxFusionEngine(sandboxfusion.url, max_concurrency=1)
-    done: list[list] = []
-    with server_slots(1).hold():  # the only slot, taken (as by another completion's sandbox)
-        running = threading.Thread(
-            target=lambda: done.append(engine.run("python", "print(1)", [TestInput()], RunLimits()))
-        )
-        running.start()
-        time.sleep(0.5)
-        assert sandboxfusion.requests == [] and done == []  # waiting for the slot
-    running.join(30)
-    assert [(r.verdict, r.stdout) for r in done[0]] == [(Verdict.OK, "1\n")]
-    settings = CodeSettings(sandboxfusion_url="http://x", piston_url="http://y", code_max_concurrency=3)
-    assert remote.sandboxfusion_engine(settings).slots.limit == remote.piston_engine(settings).slots.limit == 3
+def test_a_remote_completion_does_not_wait_for_the_local_sandboxes_slots(sandboxfusion: FakeEngine) -> None:
+    """code_max_concurrency counts this machine's sandboxes: a remote engine's work is not held back by them."""
+    engine = SandboxFusionEngine(sandboxfusion.url)
+    with server_slots(1).hold():  # every local slot taken (as by a running sandbox)
+        runs = engine.run("python", "print(1)", [TestInput()], RunLimits())
+    assert [(r.verdict, r.stdout) for r in runs] == [(Verdict.OK, "1\n")]
 
 
 def test_a_language_is_one_table_entry_for_the_remote_engines_too(

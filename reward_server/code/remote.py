@@ -33,7 +33,6 @@ from reward_server import cancellation
 from reward_server.code.engines import ENGINES
 from reward_server.code.execution import EngineUnavailable, RunLimits, TestInput, TestRun, Verdict
 from reward_server.code.languages import LANGUAGES
-from reward_server.code.sandbox.slots import Slots, server_slots
 from reward_server.settings import CodeSettings
 
 #: Runs the program's functions: globals first, else a LeetCode-style ``Solution`` class. The program's own prints
@@ -137,31 +136,26 @@ def _tail(text: Any) -> str:
 class _RemoteEngine:
     """One HTTP request per test, up to ``parallel`` of one completion's tests at once.
 
-    A completion holds one of the server's code slots (``code_max_concurrency``, shared with the local sandbox)
-    while its tests run, and a cancelled request stops sending its tests: between two tests, and while it waits
+    A remote completion holds none of the local sandbox's slots (``code_max_concurrency`` counts this machine's
+    sandboxes; a remote engine's capacity is its own, and the scoring workers bound the completions in flight), and
+    a cancelled request stops sending its tests: between two tests, and while it waits
     for parallel ones (a request in flight is left to finish in the background, bounded by its HTTP timeout).
     """
 
     name = "remote"  # also the field of the language table naming each language for this engine
 
-    def __init__(self, url: str, parallel: int = 4, margin_s: float = MARGIN_S, max_concurrency: int = 0) -> None:
+    def __init__(self, url: str, parallel: int = 4, margin_s: float = MARGIN_S) -> None:
         if not url:
             raise ValueError(f"{self.name}: no URL configured")
         self.url = url.rstrip("/")
         self.parallel = max(1, parallel)
         #: Seconds an HTTP call may take beyond the program's limits before the engine counts as unavailable.
         self.margin_s = margin_s
-        #: The server-wide limit on completions running at once (0 = one per core), as ``code_max_concurrency``.
-        self.max_concurrency = max_concurrency
 
     @property
     def languages(self) -> dict[str, str]:
         """Our language names → this engine's, read from the language table (an entry there is all it takes)."""
         return engine_languages(self.name)
-
-    @property
-    def slots(self) -> Slots:
-        return server_slots(self.max_concurrency)
 
     def _run_one(self, language: str, program: str, test: TestInput, limits: RunLimits) -> TestRun:
         """Send ``program`` (the source, or its function-call driver) with ``test``'s stdin; read the answer."""
@@ -196,8 +190,7 @@ class _RemoteEngine:
         if not tests:
             return []
         programs = [self._program(language, source, test) for test in tests]
-        with self.slots.hold():
-            return self._run_all(language, programs, tests, limits, stop_on_failure)
+        return self._run_all(language, programs, tests, limits, stop_on_failure)
 
     def _run_all(
         self, language: str, programs: list[str], tests: Sequence[TestInput], limits: RunLimits, stop: bool
@@ -303,10 +296,9 @@ class PistonEngine(_RemoteEngine):
         url: str,
         parallel: int = 4,
         margin_s: float = MARGIN_S,
-        max_concurrency: int = 0,
         versions: Mapping[str, str] | None = None,
     ) -> None:
-        super().__init__(url, parallel, margin_s, max_concurrency)
+        super().__init__(url, parallel, margin_s)
         self.versions = dict(versions or {})
 
     @property
@@ -359,14 +351,14 @@ def sandboxfusion_engine(code: CodeSettings) -> SandboxFusionEngine:
     """The ``sandboxfusion`` engine of these settings (its URL: ``sandboxfusion_url``)."""
     if not code.sandboxfusion_url:
         raise EngineUnavailable("sandboxfusion: no server configured (setting sandboxfusion_url, --sandboxfusion-url)")
-    return SandboxFusionEngine(code.sandboxfusion_url, max_concurrency=code.code_max_concurrency)
+    return SandboxFusionEngine(code.sandboxfusion_url)
 
 
 def piston_engine(code: CodeSettings) -> PistonEngine:
     """The ``piston`` engine of these settings (its URL: ``piston_url``)."""
     if not code.piston_url:
         raise EngineUnavailable("piston: no server configured (setting piston_url, --piston-url)")
-    return PistonEngine(code.piston_url, max_concurrency=code.code_max_concurrency)
+    return PistonEngine(code.piston_url)
 
 
 ENGINES.setdefault("sandboxfusion", sandboxfusion_engine)
