@@ -156,7 +156,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lengths", type=int, nargs="+", help="input lengths in tokens (default 128 512 2048)")
     parser.add_argument("--callers", type=int, nargs="+", help="concurrent callers (default 1 16)")
     parser.add_argument("--request-size", type=int, help="samples per request = raw batch size (default 64, CPU 8)")
-    parser.add_argument("--requests", type=int, help="requests per measurement (default 64, CPU 16)")
+    parser.add_argument(
+        "--requests",
+        type=int,
+        help="requests per measurement (default on a GPU: 64 at 128 tokens, 32 at 512, 16 at 2,048, so that each "
+        "measurement is about a million tokens or more and a run fits a short GPU lease; CPU 16)",
+    )
     parser.add_argument("--rounds", type=int, help="alternating rounds of raw and server (default 3)")
     parser.add_argument("--models", nargs="+", default=["bert", "decoder"], help="bert, decoder")
     args = parser.parse_args(argv)
@@ -165,7 +170,12 @@ def main(argv: list[str] | None = None) -> int:
     lengths = args.lengths or ([128] if args.quick else [128, 512, 2048])
     callers_list = args.callers or ([1, 2] if args.quick else [1, 16])
     request_size = args.request_size or (64 if gpu else 4 if args.quick else 8)
-    n_requests = args.requests or (64 if gpu else 2 if args.quick else 16)
+
+    def requests_at(tokens: int) -> int:
+        if args.requests:
+            return args.requests
+        return max(16, min(64, 64 * 256 // tokens)) if gpu else 2 if args.quick else 16
+
     rounds = args.rounds or (1 if args.quick else 3)
     dtype = "bfloat16" if gpu and size == "full" else "float32"
     results: list[dict[str, Any]] = []
@@ -181,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
                 for tokens in lengths:
                     if name == "bert" and tokens > 512:
                         continue  # BERT has 512 positions
-                    requests = make_requests(tokens, n_requests, request_size, tokens)
+                    requests = make_requests(tokens, requests_at(tokens), request_size, tokens)
                     batches = raw.batches(token_ids(dirs[name], requests, tokens))
                     for callers in callers_list:
                         row = measure(server.address, name, raw, batches, requests, tokens, callers, rounds)
@@ -190,7 +200,8 @@ def main(argv: list[str] | None = None) -> int:
                 del raw
     payload = {
         "config": {"device": args.device, "size": size, "dtype": dtype, "quick": args.quick, "rounds": rounds}
-        | {"request_size": request_size, "requests": n_requests, "lengths": lengths, "callers": callers_list},
+        | {"request_size": request_size, "requests": {t: requests_at(t) for t in lengths}}
+        | {"lengths": lengths, "callers": callers_list},
         "results": results,
     }
     write_result("reward_model", payload, args.out or REPO / "bench" / "results" / f"reward_model_{size}.json")
