@@ -1,14 +1,23 @@
 """trainer_client.integrations against a real reward server, called the way each trainer calls them.
 
-None of the trainers installs here cheaply (measured with ``pip install --dry-run`` on this machine): verl 0.9.1
-brings ray, tensordict, hydra, tensorboard and wandb (46 packages) and its reward loop runs inside Ray actors;
-OpenRLHF's full install needs its GPU stack (deepspeed and flash-attn fail to build in the dry run), though its wheel
-alone installs with ``--no-deps``, and ``tests/test_http_openrlhf_package.py`` drives openrlhf 0.11.2's own
-``SingleTurnAgentExecutor`` through this adapter's file as well; AReaL 1.0.4 pulls a CUDA torch (171
-packages); slime is not on PyPI (``slime`` there is an empty 0.0.0); verifiers 0.1.14 would downgrade the project's
-datasets, huggingface_hub and regex, and 0.4.0 has no Rubric. So each test rebuilds the trainer's exact calling code
-from its source at the commit named in the adapter's docstring (verl b178a3c, OpenRLHF 3c3be62, slime 624b824,
-AReaL 4aef98d, verifiers 0.1.14), quoting it, and compares every number with a plain gRPC Score of the same samples.
+Each test rebuilds the trainer's exact calling code from its source at the commit named in the adapter's docstring
+(verl b178a3c, OpenRLHF 3c3be62, slime 624b824, AReaL 4aef98d, verifiers 0.1.14), quoting it, and compares every
+number with a plain gRPC Score of the same samples, on samples that cover every outcome (scored, not applicable,
+reward error, unavailable).
+
+Where a trainer's released package runs here, its own code drives the adapter too (``pip install --no-deps
+--target`` at test time, no CUDA torch; see each file's docstring for what is installed):
+``tests/test_trainers_verl_package.py`` (verl 0.9.1: ``RewardLoopManager.compute_rm_score`` on local Ray with two
+reward-loop actors, and ``BatchRewardManager``), ``tests/test_trainers_areal_package.py`` (areal 1.0.4:
+``RLVRWorkflow`` under ``GroupedRolloutWorkflow``, ``AsyncRewardWrapper``'s process pool),
+``tests/test_trainers_verifiers_package.py`` (verifiers 0.1.14: ``SingleTurnEnv.evaluate`` down to
+``Rubric.score_group``) and ``tests/test_http_openrlhf_package.py`` (openrlhf 0.11.2: ``SingleTurnAgentExecutor``
+loading the adapter file). Their full installs are not done: verl's brings ray[default], wandb, tensorboard (46
+packages), AReaL's a CUDA torch < 2.11 (171 packages), OpenRLHF's deepspeed and flash-attn, which do not build
+without a GPU stack, and verifiers 0.1.14's would downgrade datasets, huggingface_hub and regex (0.4.0 has no
+Rubric). slime has no package: ``slime`` on PyPI is an unrelated empty 0.0.0 (2020), and THUDM's slime installs only
+from a clone of its repository (``pip install -e .`` in its Docker image, with SGLang and Megatron), which CI, reaching
+the package registries only, cannot fetch. So slime's calls are tested here alone, rebuilt from 624b824.
 
 The server serves a plugin reward, ``flaky_len``, that raises on "BOOM" (REWARD_ERROR), raises ``Unavailable`` on
 "DOWN" (UNAVAILABLE) and returns None on "SKIP" (NOT_APPLICABLE), beside two built-ins.
