@@ -1,9 +1,9 @@
 """The HTTP/JSON transport (issue 17): every route against a plain gRPC Score of the same samples, on one real server
 process (gRPC and HTTP ports, loopback sockets).
 
-The trainers' packages do not install cheaply here (openrlhf pulls deepspeed, ray and vLLM; slime is not on PyPI;
-nemo-gym pulls ray and its own server stack), so their requests are rebuilt from their sources at pinned commits,
-sent with aiohttp as they send them:
+Here every route's request is also rebuilt from the trainer's source at a pinned commit and sent with aiohttp as the
+trainer sends it (slime is not on PyPI, so this is all there is for it; OpenRLHF's and NeMo Gym's own released code
+drive the routes too, in tests/test_http_openrlhf_package.py and tests/test_trainers_nemo_gym_package.py):
 - OpenRLHF 3c3be62 ``openrlhf/utils/agent.py`` ``_fetch_rewards_via_http`` (one sample per POST, ``json=payload``,
   ``ClientTimeout(total=180)``, ``raise_for_status``, ``response.json()``), and the batch form of v0.8.11 (ac3689e)
   ``remote_rm_fn_ray`` (one POST per rollout batch; several URLs get shards, the extra ones empty lists);

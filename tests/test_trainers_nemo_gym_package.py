@@ -20,21 +20,14 @@ with ``body.model_dump() | {"response": <the model server's Responses-API JSON>}
 What is installed, at test time, with ``pip install --no-deps --target`` under ``.venv/trainer-packages/`` (kept for
 the next run): the nemo-gym wheel (43 MB) and, in a folder of their own (``import nemo_gym`` moves its install folder
 to the end of ``sys.path``), the modules ``nemo_gym.server_utils`` imports that ``.venv`` lacks: ray 2.60.0 with
-msgpack (shared with the verl and AReaL tests; the README's server does not set ``ray_enabled``, so Gym starts a Ray
-instance in it), hydra-core 1.4.0.dev1 (1.3's grammar does not load with ``.venv``'s antlr4 4.13), omegaconf, wandb,
+msgpack (shared with the verl and AReaL tests; ``nemo_gym.server_utils`` imports it, though the README's server sets
+``ray_enabled = False``), hydra-core 1.4.0.dev1 (1.3's grammar does not load with ``.venv``'s antlr4 4.13),
+omegaconf, wandb,
 platformdirs, yappi, gprof2dot, pydot, orjson, itsdangerous, and openai 2.44.0 with distro (Gym pins it and its
 config parser refuses another; it shadows ``.venv``'s openai 3 in the test's processes only). Not installed: Gym's
 full dependency set (ray[default], mlflow and the rest of its pins; its launcher builds a uv venv per server) and
 NeMo RL (not on PyPI: ``nemo-rl`` there is an empty 0.0.0), so NeMo RL's side (``should_mask_flagged_samples``) is
-not run. About 25 s a run (Ray starts in the README's server), 15 s more for the first installs.
-
-Found by running it (not fixed here: the route and the README are not this test's files): the README's Gym profile
-(``label_field: expected_answer`` with rows keyed ``expected_answer``) answers 400 for every sample, since the Gym route
-sends each row key as a field of its own name and ``label_field`` plays no part there, so this test keys its rows
-``answer``; Gym 0.7.0's ``BaseVerifyResponse`` has its own top-level ``mask_sample`` (and ``failure_kind``,
-``failure_reason``), which the route does not set (it sets ``instance_config.mask_sample``), see the xfail below; the
-README's ``app.py`` raises aiohttp's ``ClientResponseError`` on an error status, which Gym's exception middleware
-answers with a 500 and an AssertionError asking for ``nemo_gym.server_utils.raise_for_status``.
+not run. About 25 s a run, 15 s more for the first installs.
 """
 
 from __future__ import annotations
@@ -42,12 +35,14 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import yaml
 from conftest import REPO, start_server, stop_server
 
 from reward.v1 import reward_pb2 as pb
@@ -70,14 +65,18 @@ def boom(completion: str) -> float:
         raise RuntimeError("boom in the reward")
     return 0.25
 '''
-CONFIG = """
-http_port: 0
-workers: 1
-profiles:
-  gsm8k:
-    rewards: [{name: xml_correctness}, {name: xml_tag_count, weight: 0.5}, {name: boom}]
-    gym_root: true
-"""
+
+
+def readme_config() -> str:
+    """The README's Gym profile (label_field + gym_label_key), with a failing reward added and served at the root."""
+    blocks = re.findall(r"```yaml\n(.*?)```", (REPO / "README.md").read_text(), re.S)
+    config = yaml.safe_load(next(b for b in blocks if "gym_label_key:" in b))
+    profile = config["profiles"]["gsm8k"]
+    profile["rewards"] = [*profile["rewards"], {"name": "boom"}]
+    profile["gym_root"] = True
+    return yaml.safe_dump({**config, "http_port": 0, "workers": 1})
+
+
 SPECS = [pb.RewardSpec(name="xml_correctness"), pb.RewardSpec(name="xml_tag_count", weight=0.5)]
 SPECS += [pb.RewardSpec(name="boom")]
 COMPLETIONS = [
@@ -142,7 +141,7 @@ def model_response(i, text):
 async def rollout(server_name, i):
     """SimpleAgent.run's calls to its resources server: seed the session, then verify with its cookies."""
     row = {"responses_create_params": {"input": [{"role": "user", "content": f"What is 6 x 7? #{i}"}]},
-           "answer": "42", "level": i}
+           "expected_answer": "42", "level": i}
     body = SimpleAgentRunRequest.model_validate(row)
     seeded = await client.post(server_name=server_name, url_path="/seed_session", json=body.model_dump())
     await raise_for_status(seeded)
@@ -201,7 +200,7 @@ def packages() -> list[Path]:
 def server(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("gym")
     (tmp / "boom.py").write_text(PLUGIN)
-    running = start_server(tmp, "--rewards-from", str(tmp / "boom.py"), config=CONFIG)
+    running = start_server(tmp, "--rewards-from", str(tmp / "boom.py"), config=readme_config())
     running.http = running.log().split("HTTP/JSON on ")[1].split()[0]
     yield running
     stop_server(running)
@@ -234,7 +233,7 @@ def answers(packages, server, tmp_path_factory) -> dict[str, list[dict]]:
 def grpc_score(server, completions: list[str]) -> tuple[list[float], list[list[float]], list[bool]]:
     samples = []
     for i, completion in enumerate(completions):
-        sample = pb.Sample(completion=completion, fields={"answer": "42"})
+        sample = pb.Sample(completion=completion, fields={"answer": "42", "expected_answer": "42"})
         sample.typed_fields["level"].number_value = i
         sample.prompt.append(pb.ChatMessage(role="user", content=f"What is 6 x 7? #{i}"))
         samples.append(sample)
@@ -256,7 +255,7 @@ def test_gym_simple_agent_calls_get_the_grpc_totals(answers, server, way) -> Non
     assert any(failed)
     for answer, total, parts, bad in zip(got, totals, components, failed, strict=True):
         assert answer["reward_failed"] is bad
-        assert answer["answer"] == "42" and answer["level"] == got.index(answer)  # the row's keys echoed
+        assert answer["expected_answer"] == "42" and answer["level"] == got.index(answer)  # the row's keys echoed
         names = ["xml_correctness", "xml_tag_count", "boom"]
         want = {n: 0.0 if math.isnan(p) else p for n, p in zip(names, parts, strict=True) if not (bad and n == "boom")}
         assert {n: v for n, v in answer["reward_components"].items() if n in want} == pytest.approx(want)
@@ -267,11 +266,10 @@ def test_gym_simple_agent_calls_get_the_grpc_totals(answers, server, way) -> Non
             assert answer["reward"] == pytest.approx(total) and answer["instance_config"]["mask_sample"] is False
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="nemo-gym 0.7.0 reads a masked sample from BaseVerifyResponse.mask_sample (top level); the /gym route "
-    "sets instance_config.mask_sample only",
-)
 def test_gym_070_sees_a_failed_sample_as_masked(answers) -> None:
-    for answer in answers["reward_service"]:
+    """nemo-gym 0.7.0 reads the mask at the top level of BaseVerifyResponse, and the failure's kind and reason."""
+    for answer in answers["reward_service"] + answers["reward_direct"]:
         assert answer["gym_mask_sample"] is answer["reward_failed"]
+        if answer["reward_failed"]:
+            assert answer["failure_kind"] == "reward_service:reward_error"
+            assert "boom in the reward" in answer["failure_reason"]

@@ -81,6 +81,9 @@ class Profile:
     #: Also serve this profile's Gym routes at ``/seed_session`` and ``/verify``: a Gym agent posts to a resources
     #: server's ``http://host:port/verify`` and cannot add a path (one profile at most).
     gym_root: bool = False
+    #: Gym: the dataset row's key that holds the label (``expected_answer`` in many Gym datasets); its value also
+    #: goes to ``label_field``. None: every row key is a field of its own name, and none is copied.
+    gym_label_key: str | None = None
 
     def deadline(self, trainer: str) -> float:
         return self.deadline_s if self.deadline_s is not None else DEFAULT_DEADLINE_S[trainer]
@@ -171,7 +174,7 @@ def _setting(where: str, key: str, value: Any, problems: list[str]) -> Any:
     bad = None
     if key in ("label_field", "scores") and not (isinstance(value, str) and value):
         bad = "a non-empty string"
-    elif key == "slime_reward_key" and not (value is None or (isinstance(value, str) and value)):
+    elif key in ("slime_reward_key", "gym_label_key") and not (value is None or (isinstance(value, str) and value)):
         bad = "a non-empty string or null"
     elif key == "special_tokens":
         if not (isinstance(value, list) and all(isinstance(t, str) and t for t in value)):

@@ -286,6 +286,10 @@ def gym_request(profile: Profile, body: Any) -> reward_pb2.ScoreRequest:
     for key, value in body.items():
         if key not in GYM_KEYS:
             _set_field(sample, key, value, key)
+    if profile.gym_label_key is not None and profile.gym_label_key != profile.label_field:
+        if profile.gym_label_key not in body:
+            raise InvalidArgument(f"{profile.gym_label_key}: missing (the profile's gym_label_key names the label)")
+        _set_field(sample, profile.label_field, body[profile.gym_label_key], profile.gym_label_key)
     return _request(profile, [sample])
 
 
@@ -293,20 +297,27 @@ def gym_answer(
     profile: Profile, body: Mapping[str, Any], response: reward_pb2.ScoreResponse, failure: Failure | None
 ) -> dict[str, Any]:
     """The body echoed with ``reward`` (the weighted total, :func:`nansum`), ``reward_components`` (weight × score
-    per reward, 0.0 where a reward does not apply, so they sum to ``reward``) and ``instance_config.mask_sample``.
+    per reward, 0.0 where a reward does not apply, so they sum to ``reward``) and ``mask_sample``.
 
     A failed sample: ``reward`` is ``failure_value``, ``reward_failed`` is true and ``reward_failure`` says why;
-    under ``on_failure: mask`` (the default) also ``mask_sample: true``, so NeMo RL drops it from the loss; under
-    ``marker`` it is trained on, flagged. Its components are still the rewards that scored.
+    under ``on_failure: mask`` (the default) also ``mask_sample: true``, so Gym and NeMo RL drop it; under
+    ``marker`` it is trained on, flagged. Its components are still the rewards that scored. The mask is set where
+    both generations read it: ``BaseVerifyResponse.mask_sample`` (with ``failure_kind`` and ``failure_reason``) at
+    the top level (nemo-gym 0.7), and ``instance_config.mask_sample`` (Gym at 07d6b0d, NeMo RL's mask gate).
     """
     components = {r.name: nansum(r.weight * r.scores[0]) for r in response.results}
     out = dict(body)
     out["reward"] = profile.failure_value if failure else nansum(response.total[0])
     out["reward_components"] = components
     out["reward_failed"] = failure is not None
+    masked = failure is not None and profile.on_failure == "mask"
     instance = dict(out.get("instance_config") or {})
-    instance["mask_sample"] = failure is not None and profile.on_failure == "mask"
+    instance["mask_sample"] = masked
     out["instance_config"] = instance
+    out["mask_sample"] = masked
     if failure is not None:
         out["reward_failure"] = failure.reason
+        # Gym's vocabulary allows "<server>:<kind>" for kinds its shared set does not name.
+        out["failure_kind"] = f"reward_service:{failure.kind.label}"
+        out["failure_reason"] = failure.reason
     return out
