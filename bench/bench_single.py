@@ -1,8 +1,9 @@
 """Single-sample calls against batched calls (issue 17 §2), over gRPC and HTTP/JSON, on one real server.
 
 Current OpenRLHF, slime, verl's reward loop and AReaL score one sample per call, many calls at once. The server
-coalesces such calls into shared worker trips (``Scorer._coalesced``) and, for a reward model, into shared forward
-passes (the model batcher). This measures, side by side in alternating rounds on one server:
+coalesces such calls, with its one batching mechanism (``batching.Collector``), into shared worker trips where
+requests with the same rewards are scored as one task (``coalescing``) and, for a reward model, into shared forward
+passes (``models.batcher``). This measures, side by side in alternating rounds on one server:
 
 - ``single``: ``--samples`` concurrent callers with one sample each (all started at once);
 - ``batched``: the same samples in calls of ``--batch`` (``samples / batch`` concurrent calls);

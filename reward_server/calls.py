@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from reward_server.outcomes import Note, count_outcomes
+from reward_server.outcomes import Note, NoteKind, count_outcomes
+from reward_server.planning import Split, split_of
 from reward_server.registry import ParamValue, Prompt, Reward
+from reward_server.worker import Part
 
 
 @dataclass(frozen=True)
@@ -58,11 +60,47 @@ class Samples:
 
 @dataclass(frozen=True)
 class Job:
-    """A validated reward call: the reward, its full params and its weight."""
+    """A validated reward call: the reward, its full params and its weight.
+
+    The scorer reuses the jobs of a list of reward specs it has validated before (one-sample calls repeat the same
+    specs), so what follows from the job alone is worked out once per job (the cached properties).
+    """
 
     reward: Reward
     params: dict[str, ParamValue]
     weight: float
+
+    @functools.cached_property
+    def fields(self) -> list[str]:
+        """The sample fields the reward reads with these params."""
+        return self.reward.fields_read(self.params)
+
+    @functools.cached_property
+    def split(self) -> Split:
+        """How its work may be cut across worker tasks."""
+        return split_of(self.reward, self.params)
+
+    @functools.cached_property
+    def part(self) -> Part:
+        """The job over every sample of a worker task."""
+        return Part(self.reward.name, self.params)
+
+    @functools.cached_property
+    def share(self) -> Hashable | None:
+        """What must match for requests to run this job as one task (``coalescing.share_key``); None: never.
+
+        A per-sample reward may be shared (a sample's score depends on that sample alone), but not a TRL function,
+        which sees the batch.
+        """
+        reward = self.reward
+        if reward.split != "sample" or reward.one_prompt_shape:
+            return None
+        key = (reward.name, tuple(self.params.items()))
+        try:
+            hash(key)
+        except TypeError:  # a param value that cannot be compared cheaply
+            return None
+        return key
 
 
 @dataclass
@@ -80,8 +118,19 @@ class RewardOutcome:
     @functools.cached_property
     def counts(self) -> dict[str, int]:
         """How many samples scored and how many ended in each :class:`NoteKind` (``OutcomeCounts``); counted once,
-        when the outcome is complete (the metrics and the response both read it)."""
-        return count_outcomes(self.scores, self.notes)
+        when the outcome is complete (the metrics and the response both read it).
+
+        Example:
+            >>> RewardOutcome("a", 1.0, [1.0, 0.5], {}, 0.0).counts
+            {'scored': 2, 'not_applicable': 0, 'reward_error': 0, 'time_limit': 0, 'unavailable': 0}
+        """
+        scores = self.scores
+        if not self.notes and not any(map(math.isnan, scores)):  # the common case, without counting kinds
+            return {"scored": len(scores), **_NO_KINDS}
+        return count_outcomes(scores, self.notes)
+
+
+_NO_KINDS = {kind.label: 0 for kind in NoteKind}
 
 
 def weighted_total(outcomes: Sequence[RewardOutcome], n_samples: int) -> list[float]:

@@ -5,14 +5,13 @@ CPU rewards run in a warm executor (worker processes by default), so the event l
 does reward work. A request's CPU rewards are cut into at most one task per free worker,
 balanced by estimated cost (:func:`plan_tasks`): a task carries its samples once and scores
 several rewards on them; per-sample rewards split by rows and tf-idf by reference groups, so
-a large batch spreads over every worker with scores identical to an unsplit run.
+a large batch spreads over every worker with scores identical to an unsplit run. A small request's one task
+waits briefly to share a worker trip with other small requests instead (``coalescing``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
-import functools
 import logging
 import math
 import time
@@ -23,18 +22,16 @@ from typing import Any
 from reward.values import value_text
 from reward_server.calls import Job, RewardCall, RewardOutcome, Samples, weighted_total
 from reward_server.cancellation import CancelBoard
+from reward_server.coalescing import COALESCE_MAX_SAMPLES, Coalescer, share_key
 from reward_server.errors import InvalidArgument, PassFailed, ResourceExhausted, RewardServiceError
 from reward_server.outcomes import NoteKind, as_note, notes_for
-from reward_server.planning import MIN_TASK_MS, SAMPLE_CHARS, CostModel, Planned, plan_tasks, split_of
+from reward_server.planning import MIN_TASK_MS, SAMPLE_CHARS, CostModel, Planned, plan_tasks
 from reward_server.registry import Batch, BatchResult, Registry, Reward
 from reward_server.settings import Limits
 from reward_server.trl_functions import mixed_shapes
-from reward_server.worker import Part, PartResult, Task, run_task, run_tasks
+from reward_server.worker import Part, PartResult, Task, run_task
 
 log = logging.getLogger(__name__)
-
-#: A request of at most this many samples whose CPU work is one task may share a worker trip with others.
-COALESCE_MAX_SAMPLES = 256
 
 
 class Scorer:
@@ -51,20 +48,20 @@ class Scorer:
         self.executor = executor
         self.limits = limits or Limits()
         self.costs = CostModel()
-        #: Tasks submitted to the executor and not finished: a busy pool gets fewer, larger tasks.
-        self._busy = 0
-        #: Small requests' tasks waiting for a free worker, each with the future of its results: while every
-        #: worker is busy they pile up here and go to the next free worker together (see :meth:`_coalesced`).
-        self._waiting: list[tuple[Task, int, asyncio.Future[list[PartResult]]]] = []
-        #: Worker trips that carried several requests' tasks, and the requests they carried.
-        self.coalesced_trips = 0
-        self.coalesced_requests = 0
         #: Tasks submitted so far (how finely requests were cut).
         self.tasks_run = 0
         #: Shared flags that stop the workers of a cancelled call (the server's, shared with its pool).
         self.cancel_board = cancel_board
+        # Every thread of a thread pool counts as a slot here (unlike for planning): a reward waiting on I/O (a
+        # sandbox, a judge) releases the GIL, so trips on several threads still overlap.
+        slots = max(1, getattr(executor, "_max_workers", 1))
+        #: Small requests wait here to share worker trips; it also counts every task the pool runs, so a busy
+        #: pool gets fewer, larger tasks.
+        self.coalescer = Coalescer(lambda: self.executor, slots, cancel_board)
         #: Score calls running on this scorer: a reload shuts the old pool down once this is 0.
         self.active = 0
+        #: Reward specs validated before (see :func:`_specs_key`) → their jobs: only the samples are checked again.
+        self._jobs: dict[tuple, tuple[Job, ...]] = {}
 
     @property
     def parallelism(self) -> int:
@@ -84,15 +81,14 @@ class Scorer:
             raise ResourceExhausted(
                 f"{len(fields)} samples in one request; the limit is {self.limits.max_samples} (split the batch)"
             )
+        key = _specs_key(calls)
+        known = self._jobs.get(key) if key is not None else None
         jobs = []
         checked: set[str] = set()  # a field several rewards read is looked for once
         for index, call in enumerate(calls):
-            reward = self.registry.get(call.name)
-            weight = 1.0 if call.weight is None else call.weight
-            if not math.isfinite(weight):
-                raise InvalidArgument(f"rewards[{index}] ({reward.name}): weight must be finite, got {weight}")
-            params = reward.validate_params(call.params)
-            for field_name in reward.fields_read(params):
+            job = known[index] if known is not None else self._job(index, call)
+            reward, params = job.reward, job.params
+            for field_name in job.fields:
                 if field_name in checked:
                     continue
                 checked.add(field_name)
@@ -103,9 +99,9 @@ class Scorer:
                     )
             for param_name, check_value in reward.field_checks:
                 field_name = str(params[param_name])
-                key = f"{field_name}\0{id(check_value)}"  # two rewards sharing a check run it once
-                if key not in checked:
-                    checked.add(key)
+                check_key = f"{field_name}\0{id(check_value)}"  # two rewards sharing a check run it once
+                if check_key not in checked:
+                    checked.add(check_key)
                     _check_values(reward.name, field_name, check_value, fields)
             if reward.one_prompt_shape and "prompt shape" not in checked:
                 checked.add("prompt shape")
@@ -120,8 +116,20 @@ class Scorer:
                         f"samples[{missing}] has no completion_ids, which reward {reward.name!r} reads "
                         "(send each completion's token ids, as TRL passes them)"
                     )
-            jobs.append(Job(reward, params, weight))
+            jobs.append(job)
+        if known is None and key is not None:
+            if len(self._jobs) >= MAX_KNOWN_SPECS:
+                self._jobs.clear()
+            self._jobs[key] = tuple(jobs)
         return jobs
+
+    def _job(self, index: int, call: RewardCall) -> Job:
+        """One reward spec checked against the registry: the reward, its params merged with defaults, its weight."""
+        reward = self.registry.get(call.name)
+        weight = 1.0 if call.weight is None else call.weight
+        if not math.isfinite(weight):
+            raise InvalidArgument(f"rewards[{index}] ({reward.name}): weight must be finite, got {weight}")
+        return Job(reward, reward.validate_params(call.params), weight)
 
     async def score(self, samples: Samples, calls: Sequence[RewardCall]) -> tuple[list[RewardOutcome], list[float]]:
         """Score every call over the batch; returns outcomes in request order and the totals."""
@@ -133,8 +141,11 @@ class Scorer:
 
     async def _score(self, samples: Samples, calls: Sequence[RewardCall]) -> tuple[list[RewardOutcome], list[float]]:
         jobs = self.plan(calls, samples)
-        on_cpu = [i for i, job in enumerate(jobs) if job.reward.score_async is None]
         in_server = [i for i, job in enumerate(jobs) if job.reward.score_async is not None]
+        if not in_server:  # CPU rewards only: no task to gather
+            outcomes = await self._run_cpu(jobs, samples)
+            return outcomes, weighted_total(outcomes, len(samples))
+        on_cpu = [i for i, job in enumerate(jobs) if job.reward.score_async is None]
         cpu_outcomes, *server_outcomes = await asyncio.gather(
             self._run_cpu([jobs[i] for i in on_cpu], samples),
             *(self._run_in_server(jobs[i], samples) for i in in_server),
@@ -150,12 +161,13 @@ class Scorer:
             return []
         completions = samples.completions
         columns = _field_columns(jobs, samples.fields)
-        splits = [split_of(job.reward, job.params) for job in jobs]
+        splits = [job.split for job in jobs]
         keys = [None if s.kind == "sample" else columns[s.field] if s.kind == "group" else [] for s in splits]
         rates = [self.costs.rate(job.reward.name, s.kind) for job, s in zip(jobs, splits, strict=True)]
         units = [len(c) + SAMPLE_CHARS for c in completions]
         estimate = sum(rates) * sum(units)
-        free = max(1, self.parallelism - self._busy)
+        coalescer = self.coalescer
+        free = max(1, self.parallelism - coalescer.in_flight())
         planned = plan_tasks(keys, rates, units, max(1, min(free, int(estimate / MIN_TASK_MS))))
         loop = asyncio.get_running_loop()
         slot = self.cancel_board.open() if self.cancel_board else None
@@ -164,79 +176,22 @@ class Scorer:
         self.tasks_run += len(planned)
         try:
             if len(tasks) == 1 and len(completions) <= COALESCE_MAX_SAMPLES:
-                done = [await self._coalesced(tasks[0], len(completions))]
+                key = share_key(jobs, tasks[0])
+                done = [await coalescer.score(tasks[0], key, len(completions), estimate)]
             else:
-                self._busy += len(planned)
+                coalescer.others += len(planned)
                 try:
                     done = await asyncio.gather(
                         *(loop.run_in_executor(self.executor, run_task, task) for task in tasks)
                     )
                 finally:
-                    self._busy -= len(planned)
-                    self._dispatch()  # workers freed: small requests waiting behind this one go now
+                    coalescer.others -= len(planned)
+                    coalescer.wake()  # workers freed: small requests waiting behind this one go now
         except asyncio.CancelledError:
             if slot is not None:  # the workers stop at their next sample
                 self.cancel_board.cancel(slot)
             raise
         return self._merge(jobs, planned, done, units, len(completions))
-
-    async def _coalesced(self, task: Task, samples: int) -> list[PartResult]:
-        """Score a small request's one task, sharing a worker trip with other small requests.
-
-        Like the model batcher's queue, but for the worker pool: a task goes at once when a worker is free;
-        while all are busy (many one-sample calls at once), tasks wait and the next free worker takes a fair
-        share of them (at most ``COALESCE_MAX_SAMPLES`` samples) in one trip, so the per-call cost of a trip
-        (pickling, IPC, wake-up) is paid once per batch instead of once per sample.
-        """
-        future: asyncio.Future[list[PartResult]] = asyncio.get_running_loop().create_future()
-        self._waiting.append((task, samples, future))
-        self._dispatch()
-        return await future  # cancelled: the future is skipped when its turn comes
-
-    def _dispatch(self) -> None:
-        loop = asyncio.get_running_loop()
-        # Every thread of a thread pool counts here (unlike for planning): a reward waiting on I/O (a sandbox,
-        # a judge) releases the GIL, so trips on several threads still overlap.
-        slots = max(1, getattr(self.executor, "_max_workers", 1))
-        while self._busy < slots:
-            self._waiting = [w for w in self._waiting if not w[2].cancelled()]
-            if not self._waiting:
-                return
-            share = -(-len(self._waiting) // max(1, slots - self._busy))
-            taken, count = [], 0
-            while (
-                self._waiting
-                and len(taken) < share
-                and (not taken or count + self._waiting[0][1] <= COALESCE_MAX_SAMPLES)
-            ):
-                taken.append(self._waiting.pop(0))
-                count += taken[-1][1]
-            self._busy += 1
-            if len(taken) > 1:
-                self.coalesced_trips += 1
-                self.coalesced_requests += len(taken)
-            futures = [f for _, _, f in taken]
-            try:
-                trip = loop.run_in_executor(self.executor, run_tasks, [t for t, _, _ in taken])
-            except RuntimeError as exc:  # the pool is shut down (a reload retired it): its callers hear why
-                self._busy -= 1
-                for future in futures:
-                    future.set_exception(exc)
-                continue
-            trip.add_done_callback(functools.partial(self._trip_done, futures))
-
-    def _trip_done(self, futures: list[asyncio.Future[list[PartResult]]], trip: asyncio.Future) -> None:
-        self._busy -= 1
-        error = trip.exception() if not trip.cancelled() else asyncio.CancelledError()
-        results = trip.result() if error is None else [error] * len(futures)
-        for future, result in zip(futures, results, strict=True):
-            if future.done():
-                continue
-            if isinstance(result, BaseException):
-                future.set_exception(result)
-            else:
-                future.set_result(result)
-        self._dispatch()
 
     def _merge(
         self,
@@ -246,6 +201,41 @@ class Scorer:
         units: Sequence[float],
         n: int,
     ) -> list[RewardOutcome]:
+        if len(planned) == 1 and all(rows is None for rows in planned[0].parts.values()):
+            outcomes = self._whole(jobs, planned[0], done[0], units, n)  # one task scored everything
+        else:
+            outcomes = self._pieces(jobs, planned, done, units, n)
+        if log.isEnabledFor(logging.DEBUG):
+            for outcome in outcomes:
+                log.debug("reward %s: %d samples, %.1f ms of worker time", outcome.name, n, outcome.elapsed_ms)
+        return outcomes
+
+    def _whole(
+        self, jobs: Sequence[Job], plan: Planned, results: list[PartResult], units: Sequence[float], n: int
+    ) -> list[RewardOutcome]:
+        """The outcomes of a task that scored every job on every sample: its results as they are."""
+        outcomes: list[RewardOutcome] = [None] * len(jobs)  # type: ignore[list-item]
+        total = sum(units)
+        for index, part in zip(plan.parts, results, strict=True):
+            job, result = jobs[index], part.result
+            _check_length(job.reward.name, result, n)
+            notes = {i: as_note(note) for i, note in result.notes.items()}
+            extras = {key: list(values) for key, values in result.extras.items()}
+            outcomes[index] = RewardOutcome(
+                job.reward.name, job.weight, list(result.scores), notes, part.elapsed_ms, extras
+            )
+            self.costs.observe(job.reward.name, total, part.elapsed_ms)
+        return outcomes
+
+    def _pieces(
+        self,
+        jobs: Sequence[Job],
+        planned: Sequence[Planned],
+        done: Sequence[list[PartResult]],
+        units: Sequence[float],
+        n: int,
+    ) -> list[RewardOutcome]:
+        """The outcomes of tasks that each scored some jobs on some samples, put back at the request's indices."""
         outcomes = [RewardOutcome(job.reward.name, job.weight, [math.nan] * n, {}, 0.0) for job in jobs]
         for plan, results in zip(planned, done, strict=True):
             for (index, rows), part in zip(plan.parts.items(), results, strict=True):
@@ -261,8 +251,6 @@ class Scorer:
                     for local, i in enumerate(rows):
                         column[i] = values[local]
                 self.costs.observe(outcome.name, sum(units[i] for i in rows), part.elapsed_ms)
-        for outcome in outcomes:
-            log.debug("reward %s: %d samples, %.1f ms of worker time", outcome.name, n, outcome.elapsed_ms)
         return outcomes
 
     async def _run_in_server(self, job: Job, samples: Samples) -> RewardOutcome:
@@ -287,6 +275,24 @@ class Scorer:
         log.debug("reward %s: %d samples in %.1f ms", reward.name, n, elapsed_ms)
         notes = {i: as_note(note) for i, note in result.notes.items()}
         return RewardOutcome(reward.name, job.weight, result.scores, notes, elapsed_ms, result.extras)
+
+
+#: Distinct lists of reward specs whose jobs a scorer keeps (then it starts over).
+MAX_KNOWN_SPECS = 256
+
+
+def _specs_key(calls: Sequence[RewardCall]) -> tuple | None:
+    """What identifies a list of reward specs (None: a param value that cannot be compared cheaply). Types count:
+    ``True``, ``1`` and ``1.0`` are equal in Python, but not to a param check."""
+    key = tuple(
+        (call.name, type(call.weight), call.weight, tuple((k, type(v), v) for k, v in call.params.items()))
+        for call in calls
+    )
+    try:
+        hash(key)
+    except TypeError:
+        return None
+    return key
 
 
 def _check_values(
@@ -345,7 +351,7 @@ def _field_columns(jobs: Sequence[Job], fields: Sequence[Mapping[str, Any]]) -> 
     """
     columns: dict[str, list[str]] = {}
     for job in jobs:
-        for name in job.reward.fields_read(job.params):
+        for name in job.fields:
             if name not in columns:
                 shared: dict[str, str] = {}
                 text = [f[name] if isinstance(f[name], str) else value_text(f[name]) for f in fields]
@@ -363,8 +369,13 @@ def _task(planned: Planned, jobs: Sequence[Job], whole: Task, cancel_slot: int |
         if len(needed) == len(completions):
             needed = None
     if needed is None:
-        parts = [Part(jobs[j].reward.name, jobs[j].params, rows) for j, rows in planned.parts.items()]
-        return dataclasses.replace(whole, parts=parts, cancel_slot=cancel_slot)
+        parts = [
+            jobs[j].part if rows is None else Part(jobs[j].reward.name, jobs[j].params, rows)
+            for j, rows in planned.parts.items()
+        ]
+        return Task(
+            completions, whole.fields, parts, cancel_slot, whole.prompts, whole.completion_ids, whole.typed_fields
+        )
     local = {i: k for k, i in enumerate(needed)}
     parts = [
         Part(jobs[j].reward.name, jobs[j].params, None if rows == needed else [local[i] for i in rows or ()])

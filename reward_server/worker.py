@@ -11,13 +11,14 @@ A request reaches a worker as one :class:`Task`: the samples it needs, sent once
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import logging
 import multiprocessing as mp
 import os
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,6 +64,17 @@ class PartResult:
 
     result: BatchResult
     elapsed_ms: float
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        # Pickled as plain values: a one-sample request's results cross the pipe a fourth as dear as two dataclasses.
+        result = self.result
+        return _part_result, (result.scores, result.notes, result.extras, self.elapsed_ms)
+
+
+def _part_result(
+    scores: list[float], notes: dict[int, Any], extras: dict[str, list[str]], elapsed_ms: float
+) -> PartResult:
+    return PartResult(BatchResult(scores, notes, extras), elapsed_ms)
 
 
 def init_worker(
@@ -182,24 +194,134 @@ def run_task(task: Task) -> list[PartResult]:
         return [_run_part(task, part) for part in task.parts]
 
 
-def run_tasks(tasks: Sequence[Task]) -> list[list[PartResult] | Exception]:
-    """Several small requests' tasks in one trip to a worker (the scorer coalesces them): each scored as
-    :func:`run_task` scores it, and a task's exception returned in its place, so the others keep their scores.
+@dataclass(frozen=True)
+class Shared:
+    """Small requests' tasks with the same parts, scored as one task (the scorer coalesced them, see ``coalescing``):
+    ``task`` holds their samples one request after another, ``sizes`` how many samples each request has."""
+
+    task: Task
+    sizes: Sequence[int]
+
+    @classmethod
+    def of(cls, tasks: Sequence[Task], cancel_slot: int | None = None) -> Shared:
+        """One task holding ``tasks``' samples in order, with the parts of the first (all of them have the same
+        parts over all their rows, and the same columns)."""
+        first = tasks[0]
+
+        def joined(column: Callable[[Task], Sequence[Any]]) -> list[Any]:
+            return [value for task in tasks for value in column(task)]
+
+        return cls(
+            Task(
+                joined(lambda t: t.completions),
+                {name: joined(lambda t, name=name: t.fields[name]) for name in first.fields},
+                first.parts,
+                cancel_slot,
+                joined(lambda t: t.prompts) if first.prompts else (),
+                joined(lambda t: t.completion_ids) if first.completion_ids else (),
+                {name: joined(lambda t, name=name: t.typed_fields[name]) for name in first.typed_fields},
+            ),
+            [len(task.completions) for task in tasks],
+        )
+
+
+def run_trip(items: Sequence[Task | Shared]) -> list[list[PartResult] | Exception]:
+    """Several small requests in one trip to a worker: per request, in order, what :func:`run_task` would return
+    for it alone, or the exception it would raise (so one request's failure is its own).
 
     Example:
         >>> import reward_server.rewards
         >>> part = Part("xml_correctness", {"reference_field": "answer", "value": 2.0})
-        >>> one = Task(["<answer>42</answer>"], {"answer": ["42"]}, [part])
-        >>> [r[0].result.scores for r in run_tasks([one, one])]
-        [[2.0], [2.0]]
+        >>> one, two = (Task([f"<answer>{x}</answer>"], {"answer": ["42"]}, [part]) for x in (42, 7))
+        >>> [r[0].result.scores for r in run_trip([Shared.of([one, two]), one])]
+        [[2.0], [0.0], [2.0]]
     """
     out: list[list[PartResult] | Exception] = []
-    for task in tasks:
-        try:
-            out.append(run_task(task))
-        except Exception as exc:  # noqa: BLE001 - one request's failure (cancelled, a bad param) is its own
-            out.append(exc)
+    for item in items:
+        if isinstance(item, Shared):
+            out.extend(_run_shared(item))
+        else:
+            out.append(_run_alone(item))
     return out
+
+
+def _run_alone(task: Task) -> list[PartResult] | Exception:
+    try:
+        return run_task(task)
+    except Exception as exc:  # noqa: BLE001 - one request's failure (cancelled, a bad param) is its own
+        return exc
+
+
+def _run_shared(shared: Shared) -> list[list[PartResult] | Exception]:
+    """Each part once over every request's samples, cut back into one result per request.
+
+    The scorer shares only per-sample rewards (a sample's score, notes and extra texts depend on that sample
+    alone), so each request gets what it would alone, with two exceptions handled here: a part that raises (a
+    refusal that would be one request's own) is run again for each request alone, and where a request's slice of
+    an extra column is all empty, that part is run again for it alone (whether it would have the column at all
+    cannot be told from the shared run). The task's cancel flag is raised only once every request has gone.
+    """
+    task, sizes = shared.task, shared.sizes
+    starts = [sum(sizes[:k]) for k in range(len(sizes))]
+    try:
+        with cancellation.watching(task.cancel_slot):
+            results = [_run_part(task, part) for part in task.parts]
+    except cancellation.RequestCancelled as exc:
+        return [exc] * len(sizes)
+    except Exception:  # noqa: BLE001 - whichever request it belongs to, it must stay that request's
+        return [_run_alone(_rows(task, start, size)) for start, size in zip(starts, sizes, strict=True)]
+    out: list[list[PartResult] | Exception] = [[] for _ in sizes]
+    for part, merged in zip(task.parts, results, strict=True):
+        pieces = _cut(merged.result, starts, sizes)
+        for k, piece in enumerate(pieces):
+            own = out[k]
+            if isinstance(own, Exception):
+                continue
+            if piece is None:  # an all-empty extra column: run this part for this request alone
+                try:
+                    alone = _rows(task, starts[k], sizes[k])
+                    with cancellation.watching(task.cancel_slot):
+                        own.append(_run_part(alone, part))
+                except Exception as exc:  # noqa: BLE001 - this request's failure alone
+                    out[k] = exc
+                continue
+            own.append(PartResult(piece, merged.elapsed_ms * sizes[k] / max(1, len(task.completions))))
+    return out
+
+
+def _cut(result: BatchResult, starts: Sequence[int], sizes: Sequence[int]) -> list[BatchResult | None]:
+    """A shared part's result, cut into each request's (None where a request's extra column slice is all empty)."""
+    pieces: list[BatchResult | None] = [
+        BatchResult(result.scores[start : start + size]) for start, size in zip(starts, sizes, strict=True)
+    ]
+    for i, note in result.notes.items():
+        k = bisect.bisect_right(starts, i) - 1
+        pieces[k].notes[i - starts[k]] = note  # type: ignore[union-attr] - none is None yet
+    for name, column in result.extras.items():
+        for k, (start, size) in enumerate(zip(starts, sizes, strict=True)):
+            piece = pieces[k]
+            if piece is None:
+                continue
+            values = column[start : start + size]
+            if any(values):
+                piece.extras[name] = values
+            else:
+                pieces[k] = None
+    return pieces
+
+
+def _rows(task: Task, start: int, size: int) -> Task:
+    """One request's task back out of a shared one."""
+    end = start + size
+    return Task(
+        task.completions[start:end],
+        {name: column[start:end] for name, column in task.fields.items()},
+        task.parts,
+        task.cancel_slot,
+        task.prompts[start:end] if task.prompts else (),
+        task.completion_ids[start:end] if task.completion_ids else (),
+        {name: column[start:end] for name, column in task.typed_fields.items()},
+    )
 
 
 def _run_part(task: Task, part: Part) -> PartResult:

@@ -4,13 +4,14 @@ The event loop only does bookkeeping. Tokenizing (and padding a batch into tenso
 small thread pool, and the forward passes run in one dedicated model thread (torch and the
 tokenizers release the GIL), so health checks and CPU rewards keep answering while the model works.
 
-A collector task takes texts from the queue in arrival order: as soon as ``max_batch_size``
-texts (or ``max_batch_tokens`` tokens) wait, or the oldest has waited ``max_wait_ms``, or the
-queue is full, it sorts them by length, splits them into forward passes within the token budget
-(so short texts are not padded to long ones), has them padded, and hands them to the model thread
-as one batch. While the model runs, new texts queue up and form the next batch; a full one is
-padded and queued behind the running batch at once (at most two batches in flight), so the model
-thread goes from one forward pass to the next without waiting for Python work.
+The batches are formed by the server's one batching mechanism, ``batching.Collector`` (the worker
+pool's coalescing of small requests is the other user): as soon as ``max_batch_size`` texts (or
+``max_batch_tokens`` tokens) wait, or the oldest has waited ``max_wait_ms``, or the queue is full,
+the texts are sorted by length, split into forward passes within the token budget (so short texts
+are not padded to long ones), padded, and handed to the model thread as one batch. While the model
+runs, new texts queue up and form the next batch; a full one is padded and queued behind the running
+batch at once (at most two batches in flight, a partial one only when the model is free), so the
+model thread goes from one forward pass to the next without waiting for Python work.
 
 Texts are keyed by (text, truncation): requests that truncate differently never share a result.
 """
@@ -20,12 +21,12 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from reward_server.batching import Collector
 from reward_server.errors import PassFailed, ResourceExhausted, Unavailable
 from reward_server.models.loading import Classifier, Encoding, Logits, PassOutOfMemory, Truncation
 from reward_server.models.lru import LRUCache
@@ -81,42 +82,38 @@ class _Item:
         return len(self.encoding["input_ids"])
 
 
-class ModelWorker:
+class ModelWorker(Collector[_Item]):
     """Gathers texts across requests into batches for one loaded :class:`Classifier`."""
 
     def __init__(self, classifier: Classifier, settings: BatchSettings, name: str = "") -> None:
+        super().__init__(
+            name or f"{classifier.model_id}@{classifier.device}",
+            max_batch=settings.max_batch_size,
+            max_wait_ms=settings.max_wait_ms,
+            max_in_flight=MAX_IN_FLIGHT,
+            partial_in_flight=1,
+        )
         self.classifier = classifier
         self.settings = settings
         self.stats = BatcherStats()
-        self.name = name or f"{classifier.model_id}@{classifier.device}"
-        self._queue: deque[_Item] = deque()
         self._queued_tokens = 0
         #: Key → the future of its model output, from admission until its batch is done.
         self._inflight: dict[Key, asyncio.Future[Logits]] = {}
         self._cache: LRUCache[Key, Logits] = LRUCache(settings.cache_size)
-        self._running = 0  # batches handed to the model thread and not done
-        self._wake = asyncio.Event()
         self._calls = itertools.count(1)
         self._model_thread = ThreadPoolExecutor(1, thread_name_prefix="model")
         self._tokenizers = ThreadPoolExecutor(2, thread_name_prefix="tokenize")
-        self._tasks: set[asyncio.Task] = set()
-        self._collector: asyncio.Task | None = None
 
     @property
     def labels(self) -> tuple[str, ...]:
         return self.classifier.labels
 
     def start(self) -> None:
-        """Start the collector on the running event loop."""
-        self._collector = asyncio.get_running_loop().create_task(self._collect(), name=f"collect {self.name}")
-        self._collector.add_done_callback(self._collector_done)
+        """Nothing to start: the collector runs whenever texts wait (kept for the callers that start a worker)."""
 
     async def close(self) -> None:
         """Stop collecting; whatever still waits fails with UNAVAILABLE."""
-        tasks = [t for t in (self._collector, *self._tasks) if t is not None]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await super().close()
         self._fail_all(Unavailable(f"model {self.classifier.model_id} is shutting down; retry on another server"))
         self._model_thread.shutdown(wait=False, cancel_futures=True)
         self._tokenizers.shutdown(wait=False, cancel_futures=True)
@@ -218,64 +215,44 @@ class ModelWorker:
                 self._settle(key, future, error=error)
             return
         now = loop.time()
-        for key, encoding, future in zip(keys, encodings, futures, strict=True):
-            self._queue.append(_Item(key, encoding, future, call, now))
-            self._queued_tokens += len(encoding["input_ids"])
+        items = [
+            _Item(key, encoding, future, call, now)
+            for key, encoding, future in zip(keys, encodings, futures, strict=True)
+        ]
+        self._queued_tokens += sum(item.length for item in items)
+        self.put(items)
         log.debug("%s: call=%d queued %d texts (%d waiting)", self.name, call, len(texts), self.stats.queued)
-        self._wake.set()
 
-    def _full(self) -> bool:
+    def full(self) -> bool:
         """A batch is ready: its size or token budget is reached, or no more texts can arrive.
 
         Texts still being tokenized count as arriving (they hold queue slots but are not queued yet).
         """
         s = self.settings
         return (
-            len(self._queue) >= s.max_batch_size
+            len(self.queue) >= s.max_batch_size
             or self._queued_tokens >= s.max_batch_tokens
-            or len(self._queue) >= s.max_queue
+            or len(self.queue) >= s.max_queue
         )
 
-    async def _collect(self) -> None:
-        loop = asyncio.get_running_loop()
-        max_wait = self.settings.max_wait_ms / 1000
-        while True:
-            while not self._queue or self._running >= MAX_IN_FLIGHT:
-                self._wake.clear()
-                await self._wake.wait()
-            # Wait for the batch to fill, but never longer than max_wait after its oldest text arrived
-            # (texts that queued up while the model was busy have waited already and go at once). While
-            # a batch runs, only a full one goes ahead of it; a partial one waits for the model to be free.
-            while not self._full():
-                remaining = self._queue[0].arrived + max_wait - loop.time()
-                if remaining <= 0 and not self._running:
-                    break
-                self._wake.clear()
-                try:
-                    await asyncio.wait_for(self._wake.wait(), remaining if not self._running else None)
-                except TimeoutError:
-                    break
-            batch = self._take()
-            started = loop.time()
-            lengths = [item.length for item in batch]
-            passes = plan_passes(lengths, self.settings.max_batch_size, self.settings.max_batch_tokens)
-            try:
-                prepared = await loop.run_in_executor(
-                    self._tokenizers, self.classifier.collate, [item.encoding for item in batch], passes
-                )
-            except Exception as exc:  # noqa: BLE001 - a batch that cannot be padded fails alone
-                self._fail_batch(batch, exc)
-                continue
-            self._running += 1
-            task = loop.create_task(self._run(batch, lengths, passes, prepared, started))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-
-    def _take(self) -> list[_Item]:
-        batch = [self._queue.popleft() for _ in range(min(len(self._queue), self.settings.max_batch_size))]
+    def taken(self, batch: list[_Item]) -> None:
         self._queued_tokens -= sum(item.length for item in batch)
         self.stats.queued -= len(batch)
-        return batch
+
+    async def launch(self, batch: list[_Item]) -> Awaitable[None] | None:
+        """Plan the batch's forward passes and have them padded (in a tokenizer thread); the run comes next."""
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        lengths = [item.length for item in batch]
+        passes = plan_passes(lengths, self.settings.max_batch_size, self.settings.max_batch_tokens)
+        try:
+            prepared = await loop.run_in_executor(
+                self._tokenizers, self.classifier.collate, [item.encoding for item in batch], passes
+            )
+        except Exception as exc:  # noqa: BLE001 - a batch that cannot be padded fails alone
+            self._fail_batch(batch, exc)
+            return None
+        return self._run(batch, lengths, passes, prepared, started)
 
     async def _run(
         self, batch: list[_Item], lengths: list[int], passes: list[list[int]], prepared: list, started: float
@@ -286,9 +263,6 @@ class ModelWorker:
         except Exception as exc:  # noqa: BLE001 - one failed batch must not stop the worker
             self._fail_batch(batch, exc, lengths)
             return
-        finally:
-            self._running -= 1
-            self._wake.set()
         for indices, rows in zip(passes, per_pass, strict=True):
             for i, logits in zip(indices, rows, strict=True):
                 self._settle(batch[i].key, batch[i].future, logits)
@@ -340,11 +314,9 @@ class ModelWorker:
     def _fail_all(self, error: Exception) -> None:
         for key, future in list(self._inflight.items()):
             self._settle(key, future, error=error)
-        self._queue.clear()
+        self.clear()
         self._queued_tokens = 0
         self.stats.queued = 0
 
-    def _collector_done(self, task: asyncio.Task) -> None:
-        if not task.cancelled() and task.exception() is not None:
-            log.error("%s: the batch collector stopped", self.name, exc_info=task.exception())
-            self._fail_all(Unavailable(f"model {self.classifier.model_id}: the batch collector stopped"))
+    def crashed(self, error: BaseException) -> None:
+        self._fail_all(Unavailable(f"model {self.classifier.model_id}: the batch collector stopped"))
