@@ -23,6 +23,7 @@ Run: ``python -m bench.bench_reward_model --device cuda`` (GPU, the figures of r
 
 from __future__ import annotations
 
+import contextlib
 import statistics
 import sys
 import tempfile
@@ -164,6 +165,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--rounds", type=int, help="alternating rounds of raw and server (default 3)")
     parser.add_argument("--models", nargs="+", default=["bert", "decoder"], help="bert, decoder")
+    parser.add_argument(
+        "--tokenize-only",
+        action="store_true",
+        help="only the server's tokenizing: the requests' texts encoded as its two tokenizer threads encode them",
+    )
     args = parser.parse_args(argv)
     gpu = args.device.startswith("cuda")
     size = "quick" if args.quick else "small" if args.small or not gpu else "full"
@@ -185,8 +191,21 @@ def main(argv: list[str] | None = None) -> int:
         config = Path(tmp) / "server.yaml"
         # Batches as big as a request, and a token budget that never splits one.
         config.write_text(f"model_max_batch_size: {request_size}\nmodel_max_batch_tokens: {request_size * 2048}\n")
-        with start_reward_server(1, *flags, "--device", args.device, "--config", str(config), timeout=900) as server:
+        if args.tokenize_only:
             for name in args.models:
+                for tokens in lengths:
+                    if name == "bert" and tokens > 512:
+                        continue
+                    requests = make_requests(tokens, requests_at(tokens), request_size, tokens)
+                    row = {"model": name, "tokens": tokens} | tokenize_rate(dirs[name], requests, tokens, rounds)
+                    results.append(row)
+                    print(row, flush=True)
+            size += "_tokenize"
+        with contextlib.ExitStack() as stack:
+            if not args.tokenize_only:
+                flags += ["--device", args.device, "--config", str(config)]
+                server = stack.enter_context(start_reward_server(1, *flags, timeout=900))
+            for name in [] if args.tokenize_only else args.models:
                 raw = Raw(dirs[name], args.device, dtype)
                 for tokens in lengths:
                     if name == "bert" and tokens > 512:
@@ -206,6 +225,33 @@ def main(argv: list[str] | None = None) -> int:
     }
     write_result("reward_model", payload, args.out or REPO / "bench" / "results" / f"reward_model_{size}.json")
     return 0
+
+
+def tokenize_rate(model_dir: Path, requests: list, tokens: int, rounds: int) -> dict[str, Any]:
+    """Sequences/s of the server's tokenizing alone: each request's texts encoded in one call, as
+    ``Classifier.encode`` does without special tokens (tokenize, then cut), on two threads as the model batcher's
+    tokenizer threads run, plus one thread for comparison."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+
+    def encode(request: list[tuple[str, str]]) -> int:
+        batch = tokenizer([p + c for p, c in request], add_special_tokens=False)
+        return sum(len(ids[:tokens]) for ids in batch["input_ids"])
+
+    sequences = sum(len(r) for r in requests)
+    out: dict[str, Any] = {}
+    for threads in (1, 2):
+        rates = []
+        with ThreadPoolExecutor(threads) as pool:
+            for _ in range(rounds):
+                start = time.perf_counter()
+                list(pool.map(encode, requests))
+                rates.append(sequences / (time.perf_counter() - start))
+        out[f"tokenize_sequences_per_s_{threads}_threads"] = [round(x, 1) for x in rates]
+    return out
 
 
 def measure(
