@@ -125,9 +125,14 @@ class RewardServer:
         self.judges = Judges()
 
     def _replace_pool(self) -> None:
+        """A fresh worker pool for a broken one. Every call that was in the broken pool (a coalesced trip carries
+        several) reports it; the first replaces the pool, the others find it replaced already."""
+        if not getattr(self.executor, "_broken", False):
+            return
         old, self.executor = self.executor, make_executor(self.config, self.cancel_board, self.catalogue)
         self.scorer.executor = self.executor
         old.shutdown(wait=False, cancel_futures=True)
+        log.warning("replaced the broken scoring worker pool (%d workers)", self.config.workers)
 
     def use(self, catalogue: Catalogue, executor: Executor) -> Scorer:
         """Serve the next calls with ``catalogue`` on the warm ``executor`` (one scorer holds both, so a call

@@ -216,3 +216,58 @@ def test_a_second_reward_server_on_the_same_port_exits_2_instead_of_sharing_it(t
         assert first.stub().Score(_request("xml_tag_count", n=1), timeout=30).results[0].counts.scored == 1
     finally:
         stop_server(first)
+
+
+SLEEPY = '''
+import time
+
+from reward_server import sample_reward
+
+
+@sample_reward("sleepy")
+def sleepy(completion: str) -> float:
+    """Sleeps long enough for the test to kill its worker."""
+    time.sleep(30)
+    return 1.0
+'''
+
+
+def test_a_dead_worker_under_a_coalesced_trip_replaces_the_pool_once(tmp_path) -> None:
+    """Every call in the broken pool hears UNAVAILABLE; the pool is replaced once (not once per call), and the
+    server scores the next call on the fresh pool."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import psutil
+
+    (tmp_path / "sleepy.py").write_text(SLEEPY)
+    running = start_server(tmp_path, "--workers", "2", "--rewards-from", str(tmp_path / "sleepy.py"))
+    try:
+        stub = running.stub()
+        request = pb.ScoreRequest(samples=[pb.Sample(completion="x")], rewards=[pb.RewardSpec(name="sleepy")])
+
+        def call() -> grpc.StatusCode:
+            try:
+                stub.Score(request, timeout=60)
+                return grpc.StatusCode.OK
+            except grpc.RpcError as exc:
+                return exc.code()
+
+        with ThreadPoolExecutor(6) as pool:
+            calls = [pool.submit(call) for _ in range(6)]
+            time.sleep(3)  # every call is in a worker's trip, sleeping
+            workers = [
+                p
+                for p in psutil.Process(running.process.pid).children()
+                if any("spawn_main" in part for part in p.cmdline())
+            ]
+            assert len(workers) == 2, [p.cmdline() for p in workers]
+            workers[0].kill()
+            codes = [c.result(timeout=60) for c in calls]
+        assert codes == [grpc.StatusCode.UNAVAILABLE] * 6
+        log = running.log()
+        assert log.count("a scoring worker died; restarting the pool") == 6
+        assert log.count("replaced the broken scoring worker pool") == 1
+        tags = stub.Score(_request("xml_tag_count", n=1), timeout=60).results[0]
+        assert tags.counts.scored == 1
+    finally:
+        stop_server(running)
