@@ -9,11 +9,13 @@ reward and message are logged once per window, and the repeats are folded into a
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections import Counter, OrderedDict
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from reward_server import metrics
 from reward_server.outcomes import NoteKind
@@ -73,20 +75,45 @@ def used_within(name: str, seconds: float) -> bool:
     return last is not None and time.monotonic() - last <= seconds
 
 
+@dataclass(frozen=True)
+class _RewardMetrics:
+    """One reward's labelled metric children, looked up once: ``labels()`` takes a lock and builds a key per call,
+    which at thousands of one-sample calls a second is a visible share of the server's thread."""
+
+    name: str
+    seconds: Any
+    samples: Any
+    #: Outcome kind → its child, made on first use (a series appears once a sample ends in that kind).
+    outcomes: dict[str, Any]
+
+    @classmethod
+    @functools.lru_cache(maxsize=4096)  # reward names come from the catalogue: a bounded set
+    def of(cls, name: str) -> _RewardMetrics:
+        return cls(name, metrics.REWARD_SECONDS.labels(name), metrics.SAMPLES.labels(name), {})
+
+    def outcome(self, kind: str) -> Any:
+        child = self.outcomes.get(kind)
+        if child is None:
+            child = self.outcomes[kind] = metrics.OUTCOMES.labels(self.name, kind)
+        return child
+
+
 def report_outcomes(outcomes: Sequence[RewardOutcome], n_samples: int, request_id: str = "") -> None:
     """Count a scored request in the metrics and log the failures it carried (rate-limited)."""
     now = time.monotonic()
     for outcome in outcomes:
         _last_used[outcome.name] = now
-        metrics.REWARD_SECONDS.labels(outcome.name).observe(outcome.elapsed_ms / 1000)
-        metrics.SAMPLES.labels(outcome.name).inc(n_samples)
+        children = _RewardMetrics.of(outcome.name)
+        children.seconds.observe(outcome.elapsed_ms / 1000)
+        children.samples.inc(n_samples)
         counts = outcome.counts
         for kind, count in counts.items():
             if count:
-                metrics.OUTCOMES.labels(outcome.name, kind).inc(count)
+                children.outcome(kind).inc(count)
         if counts[NoteKind.TIME_LIMIT.label]:
             metrics.TIMEOUTS.labels(outcome.name).inc(counts[NoteKind.TIME_LIMIT.label])
-        _log_failures(outcome, request_id)
+        if outcome.notes:
+            _log_failures(outcome, request_id)
 
 
 def _log_failures(outcome: RewardOutcome, request_id: str) -> None:
