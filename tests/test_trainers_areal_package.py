@@ -28,34 +28,20 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 from conftest import REPO, start_server, stop_server
+from trainer_packages import PLUGIN, RAY, REWARDS, trainer_package
 
 from reward.v1 import reward_pb2 as pb
 
 VERSION = "1.0.4"
-RAY = ["ray==2.60.0", "msgpack==1.2.4"]
 REQUIREMENTS = [f"areal=={VERSION}", "hydra-core==1.4.0.dev1", "omegaconf==2.4.0.dev2", "flask==3.1.3"]
 REQUIREMENTS += ["werkzeug==3.1.9", "blinker==1.9.0", "itsdangerous==2.2.0", "torchdata==0.11.0", "colorlog==6.12.0"]
 REQUIREMENTS += ["tenacity==9.2.1", "orjson==3.13.0", "aiofiles==25.1.0"]
-PACKAGES = REPO / ".venv" / "trainer-packages"
-PLUGIN = '''
-from reward_server import sample_reward
-
-
-@sample_reward("boom")
-def boom(completion: str) -> float:
-    """0.25, or a reward error on a completion that says BOOM."""
-    if "BOOM" in completion:
-        raise RuntimeError("boom in the reward")
-    return 0.25
-'''
-REWARDS = [{"name": "xml_correctness"}, {"name": "xml_tag_count", "weight": 0.5}, {"name": "boom"}]
 COMPLETIONS = [
     "<reasoning>\n6 x 7\n</reasoning>\n<answer>\n42\n</answer>\n",
     "<answer>\n41\n</answer>",
@@ -127,22 +113,6 @@ async def main():
 
 print(json.dumps(asyncio.run(main())))
 '''
-
-
-def trainer_package(name: str, requirements: list[str]) -> Path:
-    """``pip install --no-deps --target .venv/trainer-packages/<name> <requirements>``, once (kept while the pinned
-    requirements are the same)."""
-    target, stamp = PACKAGES / name, "\n".join(requirements)
-    if (target / ".requirements").is_file() and (target / ".requirements").read_text() == stamp:
-        return target
-    partial = PACKAGES / f"{name}.partial"
-    shutil.rmtree(partial, ignore_errors=True)
-    shutil.rmtree(target, ignore_errors=True)
-    command = [sys.executable, "-m", "pip", "install", "--no-deps", "--quiet", "--target", str(partial), *requirements]
-    subprocess.run(command, check=True, timeout=600)
-    (partial / ".requirements").write_text(stamp)
-    partial.rename(target)
-    return target
 
 
 @pytest.fixture(scope="module")

@@ -44,27 +44,15 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import REPO, start_server, stop_server
+from trainer_packages import PLUGIN, RAY, trainer_package
 
 from reward.v1 import reward_pb2 as pb
 
 VERSION = "0.7.0"
-RAY = ["ray==2.60.0", "msgpack==1.2.4"]
 #: Apart from the wheel: ``import nemo_gym`` moves its own install folder to the end of ``sys.path``.
 REQUIREMENTS = ["hydra-core==1.4.0.dev1", "omegaconf==2.4.0", "orjson==3.13.0"]
 REQUIREMENTS += ["itsdangerous==2.2.0", "wandb==0.31.0", "platformdirs==4.14.9", "yappi==1.7.6"]
 REQUIREMENTS += ["gprof2dot==2025.4.14", "pydot==4.0.1", "openai==2.44.0", "distro==1.9.0"]
-PACKAGES = REPO / ".venv" / "trainer-packages"
-PLUGIN = '''
-from reward_server import sample_reward
-
-
-@sample_reward("boom")
-def boom(completion: str) -> float:
-    """0.25, or a reward error on a completion that says BOOM."""
-    if "BOOM" in completion:
-        raise RuntimeError("boom in the reward")
-    return 0.25
-'''
 
 
 def readme_config() -> str:
@@ -169,22 +157,6 @@ finally:
     process.terminate()
     process.wait(60)
 '''
-
-
-def trainer_package(name: str, requirements: list[str], *options: str) -> Path:
-    """``pip install --no-deps --target .venv/trainer-packages/<name> <requirements>``, once (kept while the pinned
-    requirements are the same)."""
-    target, stamp = PACKAGES / name, "\n".join(requirements)
-    if (target / ".requirements").is_file() and (target / ".requirements").read_text() == stamp:
-        return target
-    partial = PACKAGES / f"{name}.partial"
-    shutil.rmtree(partial, ignore_errors=True)
-    shutil.rmtree(target, ignore_errors=True)
-    command = [sys.executable, "-m", "pip", "install", "--no-deps", "--quiet", "--target", str(partial), *options]
-    subprocess.run([*command, *requirements], check=True, timeout=600)
-    (partial / ".requirements").write_text(stamp)
-    partial.rename(target)
-    return target
 
 
 @pytest.fixture(scope="module")

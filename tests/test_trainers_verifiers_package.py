@@ -1,7 +1,8 @@
 """verifiers' own code drives ``trainer_client.integrations.verifiers.RemoteGroupReward``, compared with gRPC ``Score``
 of the same samples: the released verifiers 0.1.14 wheel (the version the adapter follows; 0.3.1 keeps its Rubric as
-``verifiers.legacy`` but imports the ``renderers`` package there, 0.4.0 has none) runs ``SingleTurnEnv.evaluate`` -> ``generate`` -> ``run_group`` ->
-``Rubric.score_group``, 3 prompts x 4 rollouts, with ``vf.Rubric(funcs=[RemoteGroupReward(...)])``:
+``verifiers.legacy`` but imports the ``renderers`` package there, 0.4.0 has none) runs ``SingleTurnEnv.evaluate``
+-> ``generate`` -> ``run_group`` -> ``Rubric.score_group``, 3 prompts x 4 rollouts, with
+``vf.Rubric(funcs=[RemoteGroupReward(...)])``:
 
 - its ``OpenAIChatCompletionsClient`` over a real ``AsyncOpenAI``; the policy is the one stand-in, an
   ``httpx.MockTransport`` that answers each chat completion with a completion the test chose;
@@ -24,31 +25,18 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 from conftest import REPO, start_server, stop_server
+from trainer_packages import PLUGIN, REWARDS, trainer_package
 
 from reward.v1 import reward_pb2 as pb
 
 VERSION = "0.1.14"
 REQUIREMENTS = [f"verifiers=={VERSION}", "tenacity==9.2.1", "msgpack==1.2.4"]
-PACKAGES = REPO / ".venv" / "trainer-packages"
-PLUGIN = '''
-from reward_server import sample_reward
-
-
-@sample_reward("boom")
-def boom(completion: str) -> float:
-    """0.25, or a reward error on a completion that says BOOM."""
-    if "BOOM" in completion:
-        raise RuntimeError("boom in the reward")
-    return 0.25
-'''
-REWARDS = [{"name": "xml_correctness"}, {"name": "xml_tag_count", "weight": 0.5}, {"name": "boom"}]
 COMPLETIONS = [
     "<reasoning>\n6 x 7\n</reasoning>\n<answer>\n42\n</answer>\n",
     "<answer>\n41\n</answer>",
@@ -111,22 +99,6 @@ print(json.dumps([
     for o in result["outputs"]
 ]))
 '''
-
-
-def trainer_package(name: str, requirements: list[str]) -> Path:
-    """``pip install --no-deps --target .venv/trainer-packages/<name> <requirements>``, once (kept while the pinned
-    requirements are the same)."""
-    target, stamp = PACKAGES / name, "\n".join(requirements)
-    if (target / ".requirements").is_file() and (target / ".requirements").read_text() == stamp:
-        return target
-    partial = PACKAGES / f"{name}.partial"
-    shutil.rmtree(partial, ignore_errors=True)
-    shutil.rmtree(target, ignore_errors=True)
-    command = [sys.executable, "-m", "pip", "install", "--no-deps", "--quiet", "--target", str(partial), *requirements]
-    subprocess.run(command, check=True, timeout=600)
-    (partial / ".requirements").write_text(stamp)
-    partial.rename(target)
-    return target
 
 
 @pytest.fixture(scope="module")

@@ -37,26 +37,13 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO, start_server, stop_server
+from trainer_packages import PLUGIN, RAY, REWARDS, trainer_package
 
 from reward.v1 import reward_pb2 as pb
 
 VERSION = "0.9.1"
-RAY = ["ray==2.60.0", "msgpack==1.2.4"]
 REQUIREMENTS = [f"verl=={VERSION}", "tensordict==0.10.0", "pyvers==0.2.3", "omegaconf==2.4.0", "orjson==3.13.0"]
 REQUIREMENTS += ["codetiming==1.4.0"]
-PACKAGES = REPO / ".venv" / "trainer-packages"
-PLUGIN = '''
-from reward_server import sample_reward
-
-
-@sample_reward("boom")
-def boom(completion: str) -> float:
-    """0.25, or a reward error on a completion that says BOOM."""
-    if "BOOM" in completion:
-        raise RuntimeError("boom in the reward")
-    return 0.25
-'''
-REWARDS = [{"name": "xml_correctness"}, {"name": "xml_tag_count", "weight": 0.5}, {"name": "boom"}]
 NAMES = [r["name"] for r in REWARDS]
 COMPLETIONS = [
     "<reasoning>\n6 x 7\n</reasoning>\n<answer>\n42\n</answer>\n",
@@ -144,22 +131,6 @@ print(json.dumps({
     "batch_extra": {k: list(v) for k, v in legacy["reward_extra_info"].items()},
 }))
 """
-
-
-def trainer_package(name: str, requirements: list[str]) -> Path:
-    """``pip install --no-deps --target .venv/trainer-packages/<name> <requirements>``, once (kept while the pinned
-    requirements are the same)."""
-    target, stamp = PACKAGES / name, "\n".join(requirements)
-    if (target / ".requirements").is_file() and (target / ".requirements").read_text() == stamp:
-        return target
-    partial = PACKAGES / f"{name}.partial"
-    shutil.rmtree(partial, ignore_errors=True)
-    shutil.rmtree(target, ignore_errors=True)
-    command = [sys.executable, "-m", "pip", "install", "--no-deps", "--quiet", "--target", str(partial), *requirements]
-    subprocess.run(command, check=True, timeout=600)
-    (partial / ".requirements").write_text(stamp)
-    partial.rename(target)
-    return target
 
 
 @pytest.fixture(scope="module")
