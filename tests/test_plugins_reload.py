@@ -83,8 +83,16 @@ def wait_for_log(server, text: str, timeout: float = 60.0) -> None:
 
 
 def worker_pids(server) -> set[int]:
-    """The server's worker processes (its spawned children, not multiprocessing's resource tracker)."""
-    return {p.pid for p in psutil.Process(server.process.pid).children() if "spawn_main" in " ".join(p.cmdline())}
+    """The server's worker processes (its spawned children, not multiprocessing's resource tracker); a retired
+    worker that has exited but is not reaped yet (a zombie) is none of them."""
+    pids = set()
+    for child in psutil.Process(server.process.pid).children():
+        try:
+            if "spawn_main" in " ".join(child.cmdline()):
+                pids.add(child.pid)
+        except (psutil.ZombieProcess, psutil.NoSuchProcess):
+            continue
+    return pids
 
 
 @pytest.fixture
