@@ -2,6 +2,7 @@
 and Piston servers of ``test_code_remote.py`` (see there why stand-ins): retries, failures, output limits, stop on
 failure, cancellation, the local slots not held, the language table, and start-up without a URL."""
 
+# ruff: noqa: F811 - the tests take test_code_remote's stand-in fixtures (imported below) by name
 from __future__ import annotations
 
 import json
@@ -11,7 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 from conftest import free_port
-from test_code_remote import PISTON_LIMITS, FakeEngine, PistonHandler, SandboxFusionHandler
+from test_code_remote import FakeEngine, answer_normally, piston, sandboxfusion  # noqa: F401 - its fixtures
 
 from reward_server import cancellation
 from reward_server.code.execution import EngineUnavailable, RunLimits, TestInput, Verdict
@@ -19,28 +20,6 @@ from reward_server.code.languages import LANGUAGES, Language
 from reward_server.code.remote import PistonEngine, SandboxFusionEngine
 from reward_server.code.sandbox.slots import server_slots
 from reward_server.settings import CodeSettings
-
-
-@pytest.fixture(scope="module")
-def sandboxfusion() -> Iterator[FakeEngine]:
-    engine = FakeEngine(SandboxFusionHandler)
-    yield engine
-    engine.shutdown()
-
-
-@pytest.fixture(scope="module")
-def piston() -> Iterator[FakeEngine]:
-    engine = FakeEngine(PistonHandler)
-    yield engine
-    engine.shutdown()
-
-
-@pytest.fixture(autouse=True)
-def answer_normally(sandboxfusion: FakeEngine, piston: FakeEngine) -> None:
-    for engine in (sandboxfusion, piston):
-        engine.mode, engine.delay_s = "ok", 3.0
-        engine.requests.clear()
-        engine.limits = dict(PISTON_LIMITS)
 
 
 def test_gateway_timeouts_are_retried(sandboxfusion: FakeEngine) -> None:

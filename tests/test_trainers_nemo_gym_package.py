@@ -43,8 +43,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO, start_server, stop_server
-from trainer_packages import PLUGIN, RAY, trainer_package
+from conftest import REPO
+from trainer_packages import RAY, boom_server, trainer_package
 
 from reward.v1 import reward_pb2 as pb
 
@@ -170,12 +170,9 @@ def packages() -> list[Path]:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("gym")
-    (tmp / "boom.py").write_text(PLUGIN)
-    running = start_server(tmp, "--rewards-from", str(tmp / "boom.py"), config=readme_config())
-    running.http = running.log().split("HTTP/JSON on ")[1].split()[0]
-    yield running
-    stop_server(running)
+    with boom_server(tmp_path_factory.mktemp("gym"), config=readme_config()) as running:
+        running.http = running.log().split("HTTP/JSON on ")[1].split()[0]
+        yield running
 
 
 @pytest.fixture(scope="module")

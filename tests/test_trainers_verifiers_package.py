@@ -30,8 +30,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO, start_server, stop_server
-from trainer_packages import PLUGIN, REWARDS, trainer_package
+from conftest import REPO
+from trainer_packages import REWARDS, boom_server, trainer_package
 
 from reward.v1 import reward_pb2 as pb
 
@@ -108,11 +108,8 @@ def package() -> Path:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("verifiers")
-    (tmp / "boom.py").write_text(PLUGIN)
-    running = start_server(tmp, "--workers", "1", "--rewards-from", str(tmp / "boom.py"))
-    yield running
-    stop_server(running)
+    with boom_server(tmp_path_factory.mktemp("verifiers"), "--workers", "1") as running:
+        yield running
 
 
 def grpc_score(server, outputs: list[dict]) -> tuple[list[float], list[bool]]:

@@ -36,8 +36,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO, start_server, stop_server
-from trainer_packages import PLUGIN, RAY, REWARDS, trainer_package
+from conftest import REPO
+from trainer_packages import RAY, REWARDS, boom_server, trainer_package
 
 from reward.v1 import reward_pb2 as pb
 
@@ -140,11 +140,8 @@ def packages() -> list[Path]:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("verl")
-    (tmp / "boom.py").write_text(PLUGIN)
-    running = start_server(tmp, "--workers", "1", "--rewards-from", str(tmp / "boom.py"))
-    yield running
-    stop_server(running)
+    with boom_server(tmp_path_factory.mktemp("verl"), "--workers", "1") as running:
+        yield running
 
 
 def grpc_score(server, completions: list[str]) -> tuple[list[float], dict[str, list[float]], list[bool]]:

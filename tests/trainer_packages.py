@@ -6,9 +6,11 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-from conftest import REPO
+from conftest import REPO, RunningServer, start_server, stop_server
 
 #: Where the packages go, kept between runs (ignored by git with the rest of .venv).
 PACKAGES = REPO / ".venv" / "trainer-packages"
@@ -44,3 +46,15 @@ def trainer_package(name: str, requirements: list[str], *options: str) -> Path:
     (partial / ".requirements").write_text(stamp)
     partial.rename(target)
     return target
+
+
+@contextmanager
+def boom_server(tmp: Path, *args: str, config: str | None = None) -> Iterator[RunningServer]:
+    """A real reward server (``args`` and ``config`` as :func:`conftest.start_server` takes them) that also serves
+    :data:`PLUGIN`'s failing reward."""
+    (tmp / "boom.py").write_text(PLUGIN)
+    running = start_server(tmp, "--rewards-from", str(tmp / "boom.py"), *args, config=config)
+    try:
+        yield running
+    finally:
+        stop_server(running)
